@@ -1,0 +1,83 @@
+# kdteach developer entry points (GNU make).
+# Every target that needs Python creates $(VENV) first, so a fresh clone only needs `make <target>`.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch
+PROFILE ?= quick
+BIN = $(VENV)/bin
+
+STAMP = $(VENV)/.installed
+LINT_PATHS = $(wildcard kdteach tests benchmarks)
+CPU_ENV = KDTEACH_PROFILE=quick KDTEACH_DEVICE=cpu MPLBACKEND=Agg
+GPU_ENV = KDTEACH_PROFILE=full KDTEACH_DEVICE=cuda MPLBACKEND=Agg
+NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
+
+.DEFAULT_GOAL := help
+.PHONY: help test test-gpu reproduce bench notebooks lab lint clean distclean
+
+help:
+	@echo "kdteach make targets:"
+	@echo "  make reproduce   run the whole experiment (PROFILE=$(PROFILE); PROFILE=full for the seed protocol)"
+	@echo "  make test        lint, unit tests and notebooks on CPU with the quick profile"
+	@echo "  make test-gpu    unit tests and notebooks on CUDA with the full profile"
+	@echo "  make bench       seed-protocol benchmark (benchmarks/seed_protocol.py)"
+	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
+	@echo "  make lab         open the notebooks in JupyterLab"
+	@echo "  make lint        ruff check"
+	@echo "  make clean       remove caches, results/ and artifacts/ (keeps $(VENV))"
+	@echo "  make distclean   clean, and also remove $(VENV)"
+	@echo "Variables: PYTHON=$(PYTHON) VENV=$(VENV) TORCH_SPEC=$(TORCH_SPEC) PROFILE=$(PROFILE)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install "$(TORCH_SPEC)"
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(CPU_ENV) $(BIN)/python -m pytest tests
+	if $(HAVE_NOTEBOOKS); then \
+		$(CPU_ENV) $(BIN)/python -m pytest $(NBVAL_ARGS); \
+	else \
+		echo "no notebooks/*.ipynb yet: skipping notebook tests"; \
+	fi
+
+test-gpu: $(STAMP)
+	$(GPU_ENV) $(BIN)/python -m pytest tests
+	if $(HAVE_NOTEBOOKS); then \
+		$(GPU_ENV) $(BIN)/python -m pytest $(NBVAL_ARGS); \
+	else \
+		echo "no notebooks/*.ipynb yet: skipping notebook tests"; \
+	fi
+
+reproduce: $(STAMP)
+	$(BIN)/python -m kdteach reproduce --profile $(PROFILE)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/seed_protocol.py
+
+notebooks: $(STAMP)
+	if $(HAVE_NOTEBOOKS); then \
+		KDTEACH_PROFILE=full $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=-1 notebooks/*.ipynb; \
+	else \
+		echo "no notebooks/*.ipynb to execute"; \
+	fi
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS) $(wildcard notebooks)
+
+clean:
+	rm -rf results/ artifacts/ build/ dist/ .pytest_cache/ .ruff_cache/ .coverage
+	find . -path ./$(VENV) -prune -o \
+		\( -name __pycache__ -o -name .ipynb_checkpoints -o -name '*.egg-info' \) \
+		-type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,137 @@
+"""A checkpoint cache for trained teachers and finished stages.
+
+Each entry is one file, ``<name>-<hash>.pt``, where the hash covers every setting that
+changes its contents (the *key*). The key is also stored inside the file and compared
+on load, so a renamed, stale or foreign file is never trusted.
+
+* Writes are atomic: the file is written under a temporary name in the same folder,
+  flushed, then renamed into place. An interrupted write leaves no entry, only at most
+  a stray temporary file that is ignored.
+* Loads use ``torch.load(..., weights_only=True)``: tensors, numbers, strings, lists
+  and dicts only, never arbitrary pickled objects.
+* A corrupt, truncated, empty or mismatched file is reported in one line (a warning)
+  and rebuilt. A folder that cannot be written is reported once and then bypassed.
+
+The folder is ``KDTEACH_CACHE`` when set, else ``artifacts/`` at the project root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+class CacheWarning(UserWarning):
+    """A cache entry or folder could not be used; the work is redone instead."""
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("KDTEACH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    package_parent = Path(__file__).resolve().parent.parent
+    if (package_parent / "pyproject.toml").exists():  # a source checkout
+        return package_parent / "artifacts"
+    return Path.home() / ".cache" / "kdteach"
+
+
+def key_hash(key: dict) -> str:
+    text = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Cache:
+    """``Cache(folder)``; ``Cache(None)`` is the default folder; ``Cache(False)`` is off."""
+
+    def __init__(self, folder=None, enabled: bool = True):
+        self.enabled = enabled and folder is not False
+        self.folder = Path(folder) if isinstance(folder, (str, Path)) else default_cache_dir()
+        self._write_failed = False
+
+    def __repr__(self):
+        return f"Cache({str(self.folder)!r}, enabled={self.enabled})"
+
+    def path(self, name: str, key: dict) -> Path:
+        return self.folder / f"{name}-{key_hash(key)}.pt"
+
+    def load(self, name: str, key: dict):
+        """The stored payload, or ``None`` when absent or not trustworthy (with a warning)."""
+        if not self.enabled:
+            return None
+        path = self.path(name, key)
+        if not path.exists():
+            return None
+        full_key = {"format": FORMAT_VERSION, **key}
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(entry, dict) or "key" not in entry or "payload" not in entry:
+                raise ValueError("not a kdteach cache entry")
+            if entry["key"] != json.dumps(full_key, sort_keys=True, default=str):
+                raise ValueError("it was made with other settings")
+        except Exception as exc:  # any unreadable file is rebuilt, never trusted
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.warn(
+                f"kdteach cache: ignoring {path.name} ({reason[:120]}); rebuilding it",
+                CacheWarning,
+                stacklevel=2,
+            )
+            return None
+        return entry["payload"]
+
+    def save(self, name: str, key: dict, payload) -> Path | None:
+        """Store ``payload`` atomically; on an unwritable folder warn once and carry on."""
+        if not self.enabled or self._write_failed:
+            return None
+        path = self.path(name, key)
+        full_key = {"format": FORMAT_VERSION, **key}
+        entry = {"key": json.dumps(full_key, sort_keys=True, default=str), "payload": payload}
+        tmp = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.folder)
+            with os.fdopen(fd, "wb") as f:
+                torch.save(entry, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            tmp = None
+            return path
+        except OSError as exc:
+            self._write_failed = True
+            warnings.warn(
+                f"kdteach cache: cannot write to {self.folder} ({exc.strerror or exc}); "
+                "continuing without caching (set KDTEACH_CACHE to a writable folder)",
+                CacheWarning,
+                stacklevel=2,
+            )
+            return None
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def load_or_build(self, name: str, key: dict, build):
+        """The cached payload for ``(name, key)``, else ``build()`` — stored, then returned."""
+        payload = self.load(name, key)
+        if payload is None:
+            payload = build()
+            self.save(name, key, payload)
+        return payload
+
+
+def as_cache(cache) -> Cache:
+    """Accept ``True``/``None`` (default folder), ``False`` (off), a path, or a Cache."""
+    if isinstance(cache, Cache):
+        return cache
+    if cache is False:
+        return Cache(enabled=False)
+    if cache is True or cache is None:
+        return Cache()
+    return Cache(cache)

@@ -1,0 +1,84 @@
+"""Many MLPs of one architecture held as one: weights stacked along a leading axis.
+
+``StackedMLP.from_models([net_1, ..., net_M])`` holds M networks; its forward takes
+inputs of shape ``(M, B, d)`` and runs all M with one batched matmul per layer
+(``torch.baddbmm``). Adam — weight decay included — updates each element on its
+own, so one Adam over the stack trains M networks exactly as M separate Adams
+would. ``to_models()`` gives the M ordinary networks back.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import MLP, MLPSpec
+
+
+class StackedMLP(nn.Module):
+    def __init__(self, spec: MLPSpec, n_models: int):
+        super().__init__()
+        self.spec = spec
+        self.n_models = n_models
+        sizes = spec.sizes
+        # weights stored transposed, (M, in, out), so a layer is baddbmm(b, x, W)
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(n_models, n_in, n_out))
+            for n_in, n_out in zip(sizes[:-1], sizes[1:])
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(n_models, 1, n_out)) for n_out in sizes[1:]
+        )
+        # one generator per model for dropout masks, so a model's masks do not depend
+        # on which other models share its stack; None → torch's global generator
+        self.dropout_generators = None
+
+    @classmethod
+    def from_models(cls, models: list[MLP]) -> StackedMLP:
+        specs = {m.spec for m in models}
+        if len(specs) != 1:
+            raise ValueError("all stacked models must share one architecture (MLPSpec)")
+        stack = cls(models[0].spec, len(models)).to(next(models[0].parameters()).device)
+        linears = [[layer for layer in m.layers if isinstance(layer, nn.Linear)] for m in models]
+        with torch.no_grad():
+            for k, (W, b) in enumerate(zip(stack.weights, stack.biases)):
+                W.copy_(torch.stack([lin[k].weight.T for lin in linears]))
+                b.copy_(torch.stack([lin[k].bias[None, :] for lin in linears]))
+        return stack
+
+    def to_models(self) -> list[MLP]:
+        """The M networks as ordinary ``MLP`` modules (copies of the current weights)."""
+        models = []
+        for m in range(self.n_models):
+            net = MLP(self.spec).to(self.weights[0].device)
+            linears = [layer for layer in net.layers if isinstance(layer, nn.Linear)]
+            with torch.no_grad():
+                for lin, W, b in zip(linears, self.weights, self.biases):
+                    lin.weight.copy_(W[m].T)
+                    lin.bias.copy_(b[m, 0])
+            models.append(net)
+        return models
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spec = self.spec
+        last = len(self.weights) - 1
+        for i, (W, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, W)
+            if i < last:
+                if spec.activation == "relu":
+                    x = F.relu(x)
+                else:
+                    x = F.leaky_relu(x, spec.negative_slope)
+                if spec.dropout and i in spec.dropout_after and self.training:
+                    x = self._dropout(x)
+        return x
+
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.spec.dropout
+        if self.dropout_generators is None:
+            return F.dropout(x, p, training=True)
+        keep = torch.stack(
+            [torch.rand(x.shape[1:], generator=g, device=x.device) for g in self.dropout_generators]
+        ) >= p
+        return x * keep / (1.0 - p)

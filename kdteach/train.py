@@ -1,0 +1,340 @@
+"""Training: one readable loop for one model, and the stacked engine that trains many at once.
+
+Both follow the seed: Adam, a fresh shuffle every epoch, mini-batches of 128, the
+teacher in ``eval()`` mode while the student is in ``train()`` mode. Both share the
+batching (:func:`batch_indices`), the teacher's precomputed targets
+(:func:`teacher_targets`), the losses (:class:`~kdteach.losses.DistillationLoss`)
+and the per-epoch :class:`History`; they differ only in how weights are held.
+
+Why precompute the teacher? A frozen teacher in eval mode gives the same output for a
+sample whatever batch it lands in, so its outputs (and its part of L_GR) are computed
+once for the whole training set and looked up by sample index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import mean_squared_error, r2_score
+from tqdm.auto import trange
+
+from .losses import DistillationLoss, teacher_gradient_per_sample
+from .stacked import StackedMLP
+
+# ---------------------------------------------------------------- checks
+
+
+def check_data(X: torch.Tensor, y: torch.Tensor, model=None, name: str = "training") -> None:
+    """Fail before training, naming what is wrong with the data or the model's input width."""
+    if X.ndim != 2 or y.ndim != 2 or y.shape[1] != 1:
+        raise ValueError(
+            f"{name} data must be X of shape (n, features) and y of shape (n, 1); "
+            f"got X {tuple(X.shape)} and y {tuple(y.shape)}"
+        )
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{name} X has {X.shape[0]} rows but y has {y.shape[0]}: they must match"
+        )
+    for label, t in (("X", X), ("y", y)):
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ValueError(f"{name} {label} holds {bad} NaN or infinite value(s); clean the data")
+    width = getattr(model, "n_features", None)
+    if width is None and isinstance(model, StackedMLP):
+        width = model.spec.sizes[0]
+    if width is not None and width != X.shape[1]:
+        raise ValueError(
+            f"the model takes {width} input features but {name} X has {X.shape[1]} columns"
+        )
+
+
+def _check_training_args(num_epochs, lr, batch_size, n):
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
+        raise ValueError(f"num_epochs must be an integer >= 0, got {num_epochs!r}")
+    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= n:
+        raise ValueError(f"batch_size must be an integer in 1..{n} (the training set), "
+                         f"got {batch_size!r}")
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def batch_indices(n: int, batch_size: int, generators, device=None) -> list[torch.Tensor]:
+    """One epoch's mini-batches: a fresh permutation of ``range(n)`` per generator,
+    cut into batches. Returns tensors of shape ``(len(generators), B)``."""
+    perms = torch.stack([torch.randperm(n, generator=g) for g in generators])
+    return list(perms.to(device).split(batch_size, dim=1))
+
+
+@dataclass
+class TeacherTargets:
+    """A frozen teacher's outputs ``(N, 1)`` on the training set and, for L_GR, its
+    per-sample input gradient ``2·(t(x)−y)·∇x t(x)`` ``(N, d)``."""
+
+    pred: torch.Tensor
+    grad: torch.Tensor | None = None
+
+    def batch(self, idx: torch.Tensor):
+        """The batch's teacher outputs and ∇x of its batch-mean MSE."""
+        grad = None if self.grad is None else self.grad[idx] / idx.shape[-1]
+        return self.pred[idx], grad
+
+
+def teacher_targets(teacher, X: torch.Tensor, y: torch.Tensor, need_grad: bool) -> TeacherTargets:
+    teacher.eval()
+    with torch.no_grad():
+        pred = teacher(X)
+    grad = teacher_gradient_per_sample(teacher, X, y) if need_grad else None
+    return TeacherTargets(pred, grad)
+
+
+class History:
+    """Per-epoch means of every loss term (and the total), for one or many models."""
+
+    def __init__(self, terms, labels):
+        self.terms = list(terms) + ["total"]
+        self.labels = list(labels)
+        self.epochs = {t: [] for t in self.terms}
+        self._sums = None
+        self._count = 0
+
+    def add(self, total, terms: dict, batch_size: int) -> None:
+        values = {**terms, "total": total}
+        step = {t: values[t].detach() * batch_size for t in self.terms}
+        if self._sums is None:
+            self._sums = step
+        else:
+            self._sums = {t: self._sums[t] + step[t] for t in self.terms}
+        self._count += batch_size
+
+    def end_epoch(self, mask: dict | None = None) -> None:
+        """Close the epoch; stop with an error naming the model if a loss is not finite."""
+        means = {t: np.atleast_1d((s / self._count).cpu().numpy()) for t, s in self._sums.items()}
+        epoch = len(self.epochs["total"]) + 1
+        bad = np.flatnonzero(~np.isfinite(means["total"]))
+        if bad.size:
+            m = int(bad[0])
+            last = self.epochs["total"][-1][m] if epoch > 1 else None
+            last_text = f"{last:.6g}" if last is not None else "none (first epoch)"
+            raise FloatingPointError(
+                f"{self.labels[m]}: the loss became {means['total'][m]} in epoch {epoch}; "
+                f"last finite epoch loss {last_text}. Lower the learning rate or the loss weights."
+            )
+        for t, v in means.items():
+            if mask is not None and t in mask:
+                v = np.where(mask[t], v, np.nan)
+            self.epochs[t].append(v)
+        self._sums, self._count = None, 0
+
+    def __len__(self):
+        return len(self.epochs["total"])
+
+    def last(self, term: str = "total") -> np.ndarray:
+        return self.epochs[term][-1]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long form: one row per (model, epoch, term)."""
+        rows = []
+        for t in self.terms:
+            for e, values in enumerate(self.epochs[t], start=1):
+                for label, v in zip(self.labels, values):
+                    rows.append({"model": label, "epoch": e, "term": t, "loss": float(v)})
+        return pd.DataFrame(rows, columns=["model", "epoch", "term", "loss"])
+
+
+def _generator(seed, device="cpu") -> torch.Generator:
+    if isinstance(seed, torch.Generator):
+        return seed
+    return torch.Generator(device=device).manual_seed(0 if seed is None else int(seed))
+
+
+DROPOUT_SEED_OFFSET = 0x5EED  # dropout masks of model m come from seeds[m] + this
+
+
+def _seed_int(seed) -> int:
+    return seed.initial_seed() if isinstance(seed, torch.Generator) else int(seed or 0)
+
+
+def _make_adam(params, lr, weight_decay, fused):
+    if fused:
+        try:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # fused Adam unsupported on this device/build
+            pass
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+# ---------------------------------------------------------------- one model
+
+
+def train(
+    net,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss: DistillationLoss | None = None,
+    teacher=None,
+    *,
+    num_epochs: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    seed=0,
+    progress: bool = True,
+    desc: str = "training",
+    leave: bool = False,
+) -> History:
+    """Train ``net`` in place on ``(X, y)``; the loss decides what kind of training it is.
+
+    * a teacher or a scratch student: ``loss=None`` (the hard loss alone);
+    * a distilled student: ``DistillationLoss(hard=0.3, hp=0.7)`` and a ``teacher``;
+    * an L_GR student: ``DistillationLoss(hard=0.2, hp=0.5, gr=0.3)`` and a ``teacher``.
+
+    ``seed`` (an int or a ``torch.Generator``) fixes the shuffle order.
+    """
+    loss = loss or DistillationLoss(hard=1.0)
+    check_data(X, y, net)
+    _check_training_args(num_epochs, lr, batch_size, len(X))
+    if loss.needs_teacher and teacher is None:
+        raise ValueError(f"{loss!r} uses the teacher: pass teacher=...")
+    targets = teacher_targets(teacher, X, y, loss.needs_input_grad) if loss.needs_teacher else None
+    generator = _generator(seed)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    history = History(loss.terms, [desc])
+
+    net.train()
+    for _ in trange(num_epochs, desc=desc, leave=leave, disable=not progress):
+        for idx in batch_indices(len(X), batch_size, [generator], X.device):
+            idx = idx[0]
+            X_batch, y_batch = X[idx], y[idx]
+            teacher_pred, teacher_grad = targets.batch(idx) if targets else (None, None)
+            if loss.needs_input_grad:
+                X_batch.requires_grad_(True)
+            optimizer.zero_grad()
+            pred = net(X_batch)
+            total, terms = loss(pred, y_batch, X_batch, teacher_pred, teacher_grad)
+            total.backward()
+            optimizer.step()
+            history.add(total, terms, len(idx))
+        history.end_epoch()
+    net.eval()
+    return history
+
+
+# ---------------------------------------------------------------- many models at once
+
+
+def train_many(
+    nets: list,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    losses: list[DistillationLoss] | None = None,
+    teachers: list | None = None,
+    *,
+    num_epochs: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    seeds: list | None = None,
+    labels: list[str] | None = None,
+    progress: bool = True,
+    desc: str = "training",
+    leave: bool = False,
+    fused: bool = True,
+) -> tuple[list, History]:
+    """Train M networks of one architecture at once; each keeps its own initial weights,
+    its own loss weights, its own teacher and its own shuffle (``seeds[m]``).
+
+    Equivalent to calling :func:`train` on each (pinned by a test), but one step of all M
+    is a few batched matmuls. Returns the trained networks (new modules) and a History
+    whose arrays hold one column per network.
+    """
+    M = len(nets)
+    losses = losses or [DistillationLoss(hard=1.0)] * M
+    teachers = teachers or [None] * M
+    seeds = list(range(M)) if seeds is None else seeds
+    labels = labels or [f"model {m}" for m in range(M)]
+    if not (len(losses) == len(teachers) == len(seeds) == len(labels) == M):
+        raise ValueError("nets, losses, teachers, seeds and labels must have the same length")
+    for net in nets:
+        check_data(X, y, net)
+    _check_training_args(num_epochs, lr, batch_size, len(X))
+    for loss, teacher, label in zip(losses, teachers, labels):
+        if loss.needs_teacher and teacher is None:
+            raise ValueError(f"{label}: {loss!r} uses the teacher: pass its teacher")
+
+    # loss weights as per-model columns; a term a model does not use has weight 0
+    terms = [t for t in ("hard", "hp", "gr") if any(t in loss.weights for loss in losses)]
+    weights = {
+        t: torch.tensor([loss.weights.get(t, 0.0) for loss in losses], device=X.device)
+        for t in terms
+    }
+    used = {t: (weights[t] > 0).cpu().numpy() for t in terms}
+    union = DistillationLoss(**{t: 1.0 for t in terms})
+
+    # each distinct teacher's targets once; a model without a teacher gets the labels
+    need_grad = "gr" in terms
+    targets = None
+    if union.needs_teacher:
+        cache = {}
+        for teacher in teachers:
+            if teacher is not None and id(teacher) not in cache:
+                cache[id(teacher)] = teacher_targets(teacher, X, y, need_grad)
+        preds = [cache[id(t)].pred if t is not None else y for t in teachers]
+        grads = [cache[id(t)].grad if t is not None else torch.zeros_like(X) for t in teachers]
+        targets = TeacherTargets(torch.stack(preds), torch.stack(grads) if need_grad else None)
+
+    stack = StackedMLP.from_models(nets)
+    if stack.spec.dropout:
+        stack.dropout_generators = [
+            _generator(_seed_int(s) + DROPOUT_SEED_OFFSET, X.device) for s in seeds
+        ]
+    optimizer = _make_adam(stack.parameters(), lr, weight_decay, fused)
+    generators = [_generator(s) for s in seeds]
+    rows = torch.arange(M, device=X.device)[:, None]
+    history = History(terms, labels)
+
+    stack.train()
+    for _ in trange(num_epochs, desc=desc, leave=leave, disable=not progress):
+        for idx in batch_indices(len(X), batch_size, generators, X.device):
+            X_batch, y_batch = X[idx], y[idx]  # (M, B, d), (M, B, 1)
+            teacher_pred = teacher_grad = None
+            if targets is not None:
+                teacher_pred = targets.pred[rows, idx]
+                if need_grad:
+                    teacher_grad = targets.grad[rows, idx] / idx.shape[1]
+            if need_grad:
+                X_batch.requires_grad_(True)
+            optimizer.zero_grad()
+            pred = stack(X_batch)
+            term_values = union.compute_terms(pred, y_batch, X_batch, teacher_pred, teacher_grad)
+            per_model = sum(weights[t] * v for t, v in term_values.items())
+            per_model.sum().backward()
+            optimizer.step()
+            history.add(per_model, term_values, idx.shape[1])
+        history.end_epoch(mask=used)
+    trained = stack.to_models()
+    for net in trained:
+        net.eval()
+    return trained, history
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def predict(model, X: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(X)
+
+
+def evaluate(model, X: torch.Tensor, y: torch.Tensor) -> dict:
+    """Test MSE and R² of ``model`` on ``(X, y)``, computed like the seed (scikit-learn)."""
+    y_np = y.detach().cpu().numpy()
+    pred = predict(model, X).cpu().numpy()
+    return {"mse": float(mean_squared_error(y_np, pred)), "r2": float(r2_score(y_np, pred))}
