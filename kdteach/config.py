@@ -11,7 +11,9 @@ a device by argument or ``KDTEACH_DEVICE``; any field can be overridden by keywo
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 
@@ -24,7 +26,11 @@ LOSS_TERMS = ("hard", "hp", "gr")
 
 @dataclass(frozen=True)
 class Settings:
-    """Every number the experiment depends on. ``full`` defaults are the seed's."""
+    """Every number the experiment depends on. ``full`` defaults are the seed's.
+
+    Build it with :func:`get_settings`, which applies a profile's numbers; ``Settings()``
+    alone holds the full profile's numbers whatever its ``profile`` label says.
+    """
 
     profile: str = "full"
     device: str = "auto"
@@ -53,6 +59,13 @@ class Settings:
 
     def __post_init__(self):
         validate(self)
+        # store plain floats (numpy numbers would not survive JSON) in a fixed form
+        object.__setattr__(self, "kd_weights", check_weights(self.kd_weights))
+        object.__setattr__(self, "gr_weights", check_weights(self.gr_weights))
+        object.__setattr__(self, "grid_hard_weights", tuple(map(float, self.grid_hard_weights)))
+
+    def __hash__(self):  # the dict fields make the generated hash fail
+        return hash(json.dumps(self.as_dict(), sort_keys=True))
 
     def replace(self, **changes) -> Settings:
         """A copy with some fields changed (checked like the original)."""
@@ -83,8 +96,12 @@ def _check_positive_int(name, value):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _check_positive_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+    if not _is_number(value) or not (
         math.isfinite(value) and value > 0
     ):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
@@ -99,7 +116,7 @@ def check_weights(weights: dict, name: str = "weights") -> dict:
             raise ValueError(
                 f"{name}: unknown loss term {term!r}; valid terms are {', '.join(LOSS_TERMS)}"
             )
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        if not _is_number(w) or not math.isfinite(w) or w < 0:
             raise ValueError(f"{name}: weight {term!r} must be a finite number >= 0, got {w!r}")
     if not any(w > 0 for w in weights.values()):
         raise ValueError(f"{name}: at least one loss weight must be > 0, got {weights!r}")
@@ -111,13 +128,14 @@ def validate(s: Settings) -> None:
         raise ValueError(f"unknown profile {s.profile!r}; valid profiles: {', '.join(PROFILES)}")
     if s.device not in DEVICES:
         raise ValueError(f"unknown device {s.device!r}; valid devices: {', '.join(DEVICES)}")
-    for name in ("n_runs", "epochs_teacher", "epochs_student", "batch_size", "n_samples"):
+    for name in ("n_runs", "epochs_teacher", "epochs_student", "batch_size", "n_samples",
+                 "n_features"):
         _check_positive_int(name, getattr(s, name))
     for name in ("lr_teacher", "lr_student"):
         _check_positive_float(name, getattr(s, name))
     for name in ("weight_decay_teacher", "weight_decay_expert", "weight_decay_student", "noise"):
         value = getattr(s, name)
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if not 0 < s.test_size < 1:
         raise ValueError(f"test_size must lie strictly between 0 and 1, got {s.test_size!r}")
@@ -129,7 +147,11 @@ def validate(s: Settings) -> None:
         )
     check_weights(s.kd_weights, "kd_weights")
     check_weights(s.gr_weights, "gr_weights")
-    if not s.grid_hard_weights or not all(0 <= h <= 1 for h in s.grid_hard_weights):
+    if s.n_features < 6:
+        raise ValueError(f"n_features must be >= 6 (the target reads features 0-5), "
+                         f"got {s.n_features!r}")
+    grid = s.grid_hard_weights
+    if not grid or not all(_is_number(h) and 0 <= h <= 1 for h in grid):
         raise ValueError(
             f"grid_hard_weights must be a non-empty list of numbers in [0, 1], "
             f"got {s.grid_hard_weights!r}"

@@ -9,6 +9,8 @@ would. ``to_models()`` gives the M ordinary networks back.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,11 +49,17 @@ class StackedMLP(nn.Module):
                 b.copy_(torch.stack([lin[k].bias[None, :] for lin in linears]))
         return stack
 
-    def to_models(self) -> list[MLP]:
-        """The M networks as ordinary ``MLP`` modules (copies of the current weights)."""
+    def to_models(self, like: list[MLP] | None = None) -> list[MLP]:
+        """The M networks as ordinary modules holding copies of the current weights;
+        of the same classes as ``like`` (e.g. the networks the stack was made from)."""
+        if like is None:
+            with torch.random.fork_rng(devices=[]):  # templates' init must not move the RNG
+                like = [MLP(self.spec) for _ in range(self.n_models)]
+        if len(like) != self.n_models:
+            raise ValueError(f"need {self.n_models} template networks, got {len(like)}")
         models = []
-        for m in range(self.n_models):
-            net = MLP(self.spec).to(self.weights[0].device)
+        for m, template in enumerate(like):
+            net = copy.deepcopy(template).to(self.weights[0].device)
             linears = [layer for layer in net.layers if isinstance(layer, nn.Linear)]
             with torch.no_grad():
                 for lin, W, b in zip(linears, self.weights, self.biases):

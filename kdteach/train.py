@@ -318,7 +318,7 @@ def train_many(
             optimizer.step()
             history.add(per_model, term_values, idx.shape[1])
         history.end_epoch(mask=used)
-    trained = stack.to_models()
+    trained = stack.to_models(like=nets)
     for net in trained:
         net.eval()
     return trained, history
