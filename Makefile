@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 
 STAMP = $(VENV)/.installed
 LINT_PATHS = $(wildcard kdteach tests benchmarks)
-CPU_ENV = KDTEACH_PROFILE=quick KDTEACH_DEVICE=cpu MPLBACKEND=Agg
+CPU_ENV = KDTEACH_PROFILE=quick KDTEACH_DEVICE=cpu MPLBACKEND=Agg OMP_NUM_THREADS=1
 GPU_ENV = KDTEACH_PROFILE=full KDTEACH_DEVICE=cuda MPLBACKEND=Agg
 NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1

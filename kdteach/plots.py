@@ -1,18 +1,344 @@
-"""Seaborn figures for the stages. Each function returns the matplotlib Figure it drew."""
+"""Seaborn figures for the notebooks and the command line. Each function returns its Figure.
+
+Figures are sized for slides (16:9). Functions that draw a single panel take an ``ax``
+so they can be combined; without one they open a new figure. Nothing here trains a
+model: the figures read a :class:`~kdteach.data.Dataset`, trained networks, or a
+stage's results and loss history.
+"""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
+from .data import N_USED_FEATURES, X_HIGH, X_LOW, make_dataset, target_function
 from .experiments import EXPERT, StageResult
+from .train import History, predict
 
 SLIDE_SIZE = (10, 5.6)  # 16:9 at slide size
+WIDE_SIZE = (12, 5.6)
+
+TERM_LABELS = {
+    "hard": "hard: MSE(y_s, y)",
+    "hp": "L_HP: MSE(y_s, y_t)",
+    "gr": "L_GR: MSE(∇x L_s, ∇x L_t)",
+    "total": "total (weighted sum)",
+}
+TERM_COLORS = {"hard": "tab:blue", "hp": "tab:orange", "gr": "tab:green", "total": "black"}
 
 
 def use_style() -> None:
     """The package's plotting style: a clean grid, readable at slide size."""
     sns.set_theme(style="whitegrid", context="notebook", palette="viridis")
+
+
+def _figure_and_axes(ax, figsize=SLIDE_SIZE):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+# ---------------------------------------------------------------- the task itself
+
+
+def _slice_inputs(feature: int, n_points: int, n_features: int, at: float = 0.0):
+    """Inputs that sweep one feature over the data range while all others stay at ``at``."""
+    if not 0 <= feature < n_features:
+        raise ValueError(f"feature must lie in 0..{n_features - 1}, got {feature!r}")
+    grid = np.linspace(X_LOW, X_HIGH, n_points)
+    X = np.full((n_points, n_features), float(at))
+    X[:, feature] = grid
+    return grid, X
+
+
+def target_slices(features=range(N_USED_FEATURES), n_points: int = 401, n_features: int = 10):
+    """The noiseless target along each feature in raw units, every other feature held at 0."""
+    features = list(features)
+    n_cols = min(3, len(features))
+    n_rows = -(-len(features) // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=SLIDE_SIZE, sharey=True, squeeze=False
+    )
+    for ax, j in zip(axes.flat, features):
+        grid, X = _slice_inputs(j, n_points, n_features)
+        sns.lineplot(x=grid, y=target_function(X), ax=ax, color="tab:blue")
+        ax.set_title(f"along x{j}")
+        ax.set_xlabel(f"x{j}")
+        ax.set_ylabel("f(x)")
+    for ax in axes.flat[len(features):]:
+        ax.set_visible(False)
+    fig.suptitle("One feature at a time, the others held at 0")
+    fig.tight_layout()
+    return fig
+
+
+def interaction_heatmap(which: str = "interaction", n_points: int = 201, n_features: int = 10,
+                        ax=None):
+    """A heat-map over (x0, x1): the term sin(x0·x1) alone, or the whole target (others 0)."""
+    if which not in ("interaction", "target"):
+        raise ValueError(f"which must be 'interaction' or 'target', got {which!r}")
+    grid = np.linspace(X_LOW, X_HIGH, n_points)
+    x0, x1 = np.meshgrid(grid, grid)
+    if which == "interaction":
+        z = np.sin(x0 * x1)
+        title = "The interaction term sin(x0·x1)"
+    else:
+        X = np.zeros((x0.size, n_features))
+        X[:, 0], X[:, 1] = x0.ravel(), x1.ravel()
+        z = target_function(X).reshape(x0.shape)
+        title = "The target over (x0, x1), other features at 0"
+    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
+    limit = float(np.abs(z).max())
+    mesh = ax.pcolormesh(x0, x1, z, cmap="vlag", vmin=-limit, vmax=limit, shading="auto")
+    ax.contour(x0, x1, z, levels=7, colors="black", linewidths=0.5, alpha=0.5)
+    fig.colorbar(mesh, ax=ax, label="value")
+    ax.set_xlabel("x0")
+    ax.set_ylabel("x1")
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def noisy_samples(noise: float = 0.1, data=None, ax=None):
+    """Noisy training labels against the noiseless target; the gap is the noise."""
+    data = data if data is not None else make_dataset(noise=noise)
+    y_noisy = data.y_train.detach().cpu().numpy().ravel()
+    y_true = data.y_true_train
+    sigma = float(np.std(y_noisy - y_true))
+    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
+    sns.scatterplot(x=y_true, y=y_noisy, s=10, alpha=0.4, ax=ax, edgecolor=None)
+    low, high = float(min(y_true.min(), y_noisy.min())), float(max(y_true.max(), y_noisy.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=1, label="no noise")
+    ax.set_xlabel("noiseless target f(x)")
+    ax.set_ylabel("noisy label y")
+    ax.set_title(f"Labels vs target: noise std {sigma:.3f}, so the best MSE is ≈ {sigma**2:.4f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def noisy_slice(feature: int = 0, noise: float = 0.1, n_samples: int = 150, n_features: int = 10,
+                seed: int = 0, ax=None):
+    """One slice of the target with noisy samples drawn along it (others at 0)."""
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    grid, X = _slice_inputs(feature, 401, n_features)
+    rng = np.random.default_rng(seed)
+    x_samples = rng.uniform(X_LOW, X_HIGH, n_samples)
+    X_samples = np.zeros((n_samples, n_features))
+    X_samples[:, feature] = x_samples
+    y_samples = target_function(X_samples) + rng.normal(0.0, noise, n_samples)
+    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
+    sns.scatterplot(x=x_samples, y=y_samples, s=14, alpha=0.6, ax=ax, color="tab:orange",
+                    label=f"samples, noise std {noise:g}", edgecolor=None)
+    sns.lineplot(x=grid, y=target_function(X), ax=ax, color="tab:blue", label="target f")
+    used = "used by f" if feature < N_USED_FEATURES else "ignored by f"
+    ax.set_title(f"Along x{feature} ({used}), other features at 0")
+    ax.set_xlabel(f"x{feature}")
+    ax.set_ylabel("y")
+    fig.tight_layout()
+    return fig
+
+
+def data_explorer_figure(feature: int = 0, noise: float = 0.1):
+    """The data explorer's view: a noisy slice beside noisy-vs-noiseless labels."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=WIDE_SIZE)
+    noisy_slice(feature, noise, ax=left)
+    noisy_samples(noise, ax=right)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def as_models(models) -> dict:
+    """``{name: [net per run]}`` from a StageResult, a dict, or a list of them.
+
+    A dict value may be one network instead of a list: it then stands for every run.
+    """
+    if isinstance(models, StageResult):
+        return dict(models.models)
+    if isinstance(models, (list, tuple)):
+        merged = {}
+        for item in models:
+            merged.update(as_models(item))
+        return merged
+    if isinstance(models, dict):
+        return dict(models)
+    raise TypeError(f"expected a StageResult, a dict of models or a list of them, "
+                    f"got {type(models).__name__}")
+
+
+def net_of_run(nets, run: int):
+    if not isinstance(nets, (list, tuple)):
+        return nets
+    if not 0 <= run < len(nets):
+        raise ValueError(f"run must lie in 0..{len(nets) - 1}, got {run!r}")
+    return nets[run]
+
+
+def _test_predictions(net, data):
+    pred = predict(net, data.X_test).detach().cpu().numpy().ravel()
+    y = data.y_test.detach().cpu().numpy().ravel()
+    return pred, y
+
+
+def pred_vs_true(net, data, ax=None, label: str = "model", color=None):
+    """One model's test predictions against the (noisy) test labels, with the diagonal."""
+    pred, y = _test_predictions(net, data)
+    mse = float(np.mean((pred - y) ** 2))
+    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
+    sns.scatterplot(x=y, y=pred, s=10, alpha=0.5, ax=ax, color=color, edgecolor=None)
+    low, high = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=1)
+    ax.set_title(f"{label}\ntest MSE {mse:.4f}", fontsize="medium")
+    ax.set_xlabel("true y (test)")
+    ax.set_ylabel("predicted y")
+    return fig
+
+
+def residuals(net, data, ax=None, label: str = "model", color=None):
+    """One model's test residuals (prediction minus label) against the label."""
+    pred, y = _test_predictions(net, data)
+    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
+    sns.scatterplot(x=y, y=pred - y, s=10, alpha=0.5, ax=ax, color=color, edgecolor=None)
+    ax.axhline(0.0, color="black", linewidth=1)
+    ax.set_title(f"{label}: residuals", fontsize="medium")
+    ax.set_xlabel("true y (test)")
+    ax.set_ylabel("prediction − true")
+    return fig
+
+
+def prediction_panels(models, data, run: int = 0, names=None):
+    """Predicted-vs-true (top row) and residuals (bottom row), one column per model.
+
+    ``models``: a StageResult, ``{name: [net per run]}`` or a list of them; ``names``
+    picks and orders the columns; ``run`` chooses which run's networks are shown.
+    """
+    models = as_models(models)
+    names = list(names) if names is not None else list(models)
+    missing = [n for n in names if n not in models]
+    if missing or not names:
+        raise ValueError(f"no models named {missing}; have {', '.join(models)}")
+    colors = sns.color_palette("viridis", len(names))
+    fig, axes = plt.subplots(2, len(names), figsize=(max(6.0, 3.2 * len(names)), 6.4),
+                             sharex=True, sharey="row", squeeze=False)
+    for col, (name, color) in enumerate(zip(names, colors)):
+        net = net_of_run(models[name], run)
+        pred_vs_true(net, data, ax=axes[0, col], label=name, color=color)
+        residuals(net, data, ax=axes[1, col], label=name, color=color)
+        axes[1, col].set_title("")
+    fig.suptitle(f"Test set, run {run + 1}: points on the line are perfect predictions")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- training curves
+
+
+def _history_frame(history) -> pd.DataFrame:
+    if isinstance(history, StageResult):
+        history = history.history
+    if isinstance(history, History):
+        history = history.to_frame()
+    if not isinstance(history, pd.DataFrame):
+        raise TypeError(f"expected a StageResult, a History or a DataFrame, "
+                        f"got {type(history).__name__}")
+    return history
+
+
+def loss_curves(history, model: str | None = None, run: int | None = None,
+                weights: dict | None = None, total: bool = False, ax=None):
+    """Each loss term per epoch on a log scale, one line per term.
+
+    ``history``: a StageResult, a :class:`~kdteach.train.History` or its frame. With
+    several runs the line is their mean and the band their range. ``weights`` (e.g.
+    ``{"hard": 0.2, "hp": 0.5, "gr": 0.3}``) plots each term times its weight: its share
+    of the total the optimiser sees.
+    """
+    frame = _history_frame(history)
+    fig, ax = _figure_and_axes(ax)
+    if "model" in frame and frame["model"].nunique() > 1:
+        if model is None:
+            raise ValueError(f"the history holds several models; pick one with model=: "
+                             f"{', '.join(frame['model'].unique())}")
+        frame = frame[frame["model"] == model]
+    if run is not None and "run" in frame:
+        frame = frame[frame["run"] == run]
+    if not total:
+        frame = frame[frame["term"] != "total"]
+    if weights is not None:
+        scale = frame["term"].map(lambda t: weights.get(t, 1.0) if t != "total" else 1.0)
+        frame = frame.assign(loss=frame["loss"] * scale)
+    loss = pd.to_numeric(frame["loss"], errors="coerce").astype(float)
+    frame = frame.assign(loss=loss)[np.isfinite(loss) & (loss > 0)]
+    palette = {TERM_LABELS.get(t, t): TERM_COLORS.get(t, "gray") for t in frame["term"].unique()}
+    frame = frame.assign(term=frame["term"].map(lambda t: TERM_LABELS.get(t, t)))
+    if frame.empty:
+        ax.text(0.5, 0.5, "no epochs trained: nothing to plot", ha="center", va="center",
+                transform=ax.transAxes)
+    else:
+        sns.lineplot(data=frame, x="epoch", y="loss", hue="term", palette=palette,
+                     errorbar=("pi", 100), ax=ax)
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    what = "weighted loss terms (weight × term)" if weights is not None else "loss terms"
+    ax.set_title(f"Training {what} per epoch (log scale)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss over the epoch's batches")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- stage results
+
+
+def mse_by_model(stage: StageResult, ax=None, include_teachers: bool = True):
+    """Every model's test MSE per run: a box per model, a dot per run, grey lines join runs."""
+    runs = stage.runs
+    if not include_teachers:
+        runs = runs[~runs["model"].str.contains("Teacher")]
+    order = list(runs.groupby("model")["mse"].mean().sort_values().index)
+    fig, ax = _figure_and_axes(ax)
+    sns.boxplot(data=runs, x="mse", y="model", order=order, color="0.9", width=0.5,
+                showfliers=False, ax=ax)
+    position = {name: i for i, name in enumerate(order)}
+    for _, one_run in runs.groupby("run"):
+        one_run = one_run.sort_values("model", key=lambda m: m.map(position))
+        ax.plot(one_run["mse"], one_run["model"].map(position), color="0.6", linewidth=0.8,
+                zorder=1)
+    labels = runs.assign(run=(runs["run"] + 1).map(lambda r: f"run {r}"))
+    sns.stripplot(data=labels, x="mse", y="model", order=order, hue="run", size=7, jitter=False,
+                  palette="viridis", ax=ax, zorder=2)
+    ax.set_title(f"{stage.title}: test MSE of every run (lower is better)")
+    ax.set_xlabel("test MSE")
+    ax.set_ylabel("")
+    ax.legend(title="", loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def mse_bars(scores: dict, highlight: str | None = None, ax=None):
+    """Horizontal bars of test MSE for named models; ``highlight`` is drawn in orange."""
+    names = list(scores)
+    values = [float(scores[n]) for n in names]
+    colors = ["tab:orange" if n == highlight else "tab:blue" for n in names]
+    fig, ax = _figure_and_axes(ax, figsize=(7, 4))
+    ax.barh(names, values, color=colors)
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.4f}", va="center", fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("test MSE (lower is better)")
+    ax.set_title("Compared with the stage's students")
+    ax.set_xlim(0, max(values) * 1.25 if values and max(values) > 0 else 1)
+    fig.tight_layout()
+    return fig
 
 
 def grid_search_bars(grid: StageResult, ax=None):
@@ -58,5 +384,23 @@ def final_boxplot(final: StageResult, ax=None):
     ax.set_title(f"Students compared over {final.settings.n_runs} paired runs")
     ax.set_xlabel("test MSE (lower is better)")
     ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- one retrained student
+
+
+def retrained_student(net, data, scores: dict, label: str, history=None):
+    """A retrained student at a glance: predictions, then its loss curves (when a history
+    is given) or its residuals, then its MSE beside the stage's reference students."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    pred_vs_true(net, data, ax=axes[0], label=label, color="tab:orange")
+    if history is not None:
+        loss_curves(history, ax=axes[1])
+        axes[1].set_title("Loss terms per epoch (log scale)", fontsize="medium")
+    else:
+        residuals(net, data, ax=axes[1], label=label, color="tab:orange")
+    mse_bars(scores, highlight=label, ax=axes[2])
     fig.tight_layout()
     return fig

@@ -1,0 +1,246 @@
+import ipywidgets
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from kdteach import widgets
+from kdteach.config import get_settings
+from kdteach.experiments import (
+    DISTILLED_EXPERT,
+    EXPERT,
+    LGR,
+    SCRATCH,
+    TEACHER,
+    Experiment,
+    initial_student,
+)
+from kdteach.train import evaluate
+
+matplotlib.use("Agg")  # headless, whatever MPLBACKEND says
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks gain nothing from threads, and on a busy 2-core machine two
+    OpenMP threads per process make every step many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    settings = get_settings(
+        "quick", device="cpu", n_runs=2, epochs_teacher=EPOCHS, epochs_student=EPOCHS
+    )
+    return Experiment(settings, cache=tmp_path_factory.mktemp("cache"), progress=False)
+
+
+@pytest.fixture(autouse=True)
+def no_figures_left_open():
+    yield
+    assert plt.get_fignums() == [], "a widget left a matplotlib figure open"
+
+
+def shown(panel):
+    return widgets.output_text(panel.out), widgets.output_figures(panel.out)
+
+
+# ---------------------------------------------------------------- the plain functions
+
+
+def test_retrain_student_defaults_follow_the_profile(exp):
+    result = widgets.retrain_student(exp, hard=0.3, progress=False)
+    assert result["weights"] == {"hard": 0.3, "hp": 0.7, "gr": 0.0}
+    assert result["epochs"] == EPOCHS and result["run"] == 0 and result["notes"] == []
+    assert result["mse"] == pytest.approx(evaluate(result["net"], exp.data.X_test,
+                                                   exp.data.y_test)["mse"])
+    terms = set(result["history"]["term"])
+    assert terms == {"hard", "hp", "total"}
+    assert result["history"]["epoch"].max() == EPOCHS
+
+
+def test_retrain_with_only_labels_reproduces_the_scratch_student(exp):
+    """hard = 1, L_HP = 0 is the scratch student: same start, same batches, same result."""
+    result = widgets.retrain_student(exp, hard=1.0, progress=False)
+    scratch = exp.standard_teacher().results[SCRATCH]["mse"][0]
+    assert result["mse"] == pytest.approx(scratch, rel=1e-4)
+    assert "from scratch" in result["notes"][0]
+
+
+def test_retrain_with_zero_epochs_is_the_initial_student(exp):
+    result = widgets.retrain_student(exp, hard=0.5, epochs=0, progress=False)
+    start = initial_student(0)
+    for p, q in zip(result["net"].parameters(), start.parameters()):
+        assert torch.equal(p.detach().cpu(), q)
+    assert result["history"].empty and "0 epochs" in result["notes"][0]
+
+
+def test_retrain_student_rejects_what_cannot_be_trained(exp):
+    with pytest.raises(ValueError, match="at least one loss weight must be > 0"):
+        widgets.retrain_student(exp, hard=0.0, hp=0.0, gr=0.0, progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        widgets.retrain_student(exp, hard=0.3, epochs=-1, progress=False)
+    with pytest.raises(ValueError, match="run must lie"):
+        widgets.retrain_student(exp, hard=0.3, run=7, progress=False)
+    with pytest.raises(ValueError, match="'hp'"):
+        widgets.retrain_student(exp, hard=1.5, progress=False)  # hp = -0.5
+
+
+def test_reference_scores_mean_and_one_run(exp):
+    part2 = exp.expert_teacher()
+    table = widgets.reference_scores(part2, [SCRATCH, "missing", EXPERT], run=1)
+    assert list(table["model"]) == [SCRATCH, EXPERT]
+    assert table.loc[0, "run 2 MSE"] == part2.results[SCRATCH]["mse"][1]
+
+
+# ---------------------------------------------------------------- (a) and (b)
+
+
+def test_data_explorer_redraws_on_every_slider(exp):
+    panel = widgets.data_explorer(exp.settings)
+    assert isinstance(panel, ipywidgets.VBox)
+    text, figures = shown(panel)
+    assert "x0" in text and figures == 1
+    panel.controls["feature"].value = 9
+    panel.controls["noise"].value = 0.0  # the extreme: no noise at all
+    text, figures = shown(panel)
+    assert "x9" in text and "noise std 0" in text and figures == 1
+
+
+def test_run_selector_shows_the_chosen_run(exp):
+    panel = widgets.run_selector([exp.standard_teacher(), exp.expert_teacher()], exp.data,
+                                 names=[TEACHER, EXPERT, DISTILLED_EXPERT])
+    assert [o[0] for o in panel.controls["run"].options] == ["run 1", "run 2"]
+    text, figures = shown(panel)
+    assert text.startswith("Run 1") and figures == 1
+    panel.controls["run"].value = 1
+    text, figures = shown(panel)
+    second = exp.expert_teacher().results[EXPERT]["mse"][1]
+    assert text.startswith("Run 2") and f"{EXPERT} MSE {second:.4f}" in text
+
+
+# ---------------------------------------------------------------- (c) the grid search, live
+
+
+@pytest.fixture(scope="module")
+def grid_panel(exp):
+    return widgets.retrain_explorer(exp)
+
+
+def test_retrain_explorer_shows_both_weights_and_the_profiles_epochs(grid_panel):
+    c = grid_panel.controls
+    assert c["hard"].value == pytest.approx(0.3) and c["hp"].value == pytest.approx(0.7)
+    assert c["hp"].disabled and c["epochs"].value == EPOCHS and c["epochs"].min == 0
+    c["hard"].value = 0.1
+    assert c["hp"].value == pytest.approx(0.9)
+    assert "press Retrain" in shown(grid_panel)[0]
+
+
+@pytest.mark.parametrize(
+    "hard, epochs, expected",
+    [
+        (0.1, EPOCHS, "test MSE"),
+        (1.0, EPOCHS, "teacher is ignored"),
+        (0.0, EPOCHS, "labels are never used"),
+        (0.5, 0, "0 epochs: nothing was trained"),
+    ],
+)
+def test_retrain_button_including_extremes(grid_panel, exp, hard, epochs, expected):
+    c = grid_panel.controls
+    c["hard"].value, c["epochs"].value = hard, epochs
+    c["retrain"].click()
+    text, figures = shown(grid_panel)
+    assert expected in text and "Traceback" not in text
+    assert figures == 1
+    assert SCRATCH in text and DISTILLED_EXPERT in text and exp.grid_search().best in text
+
+
+# ---------------------------------------------------------------- (d) the L_GR weight
+
+
+@pytest.fixture(scope="module")
+def lgr_panel(exp):
+    return widgets.lgr_explorer(exp)
+
+
+def test_lgr_explorer_starts_at_the_seeds_weights(lgr_panel):
+    c = lgr_panel.controls
+    assert (c["hard"].value, c["hp"].value, c["gr"].value) == (0.2, 0.5, 0.3)
+    c["retrain"].click()
+    text, figures = shown(lgr_panel)
+    assert "gr 0.3" in text and LGR in text and figures == 1
+
+
+def test_lgr_button_with_every_weight_zero_shows_a_message(lgr_panel):
+    c = lgr_panel.controls
+    c["gr"].value, c["hard"].value, c["hp"].value = 0.0, 0.0, 0.0
+    c["retrain"].click()  # must not raise
+    text, figures = shown(lgr_panel)
+    assert text.startswith("Cannot retrain with these settings")
+    assert "at least one loss weight must be > 0" in text and figures == 0
+
+
+@pytest.mark.parametrize(
+    "gr, hard, hp, epochs, expected",
+    [
+        (1.0, 0.0, 0.0, EPOCHS, "Only L_GR"),
+        (0.0, 1.0, 0.0, EPOCHS, "teacher is ignored"),
+        (0.3, 0.2, 0.5, 0, "0 epochs"),
+    ],
+)
+def test_lgr_button_extremes(lgr_panel, gr, hard, hp, epochs, expected):
+    c = lgr_panel.controls
+    c["gr"].value, c["hard"].value, c["hp"].value, c["epochs"].value = gr, hard, hp, epochs
+    c["retrain"].click()
+    text, figures = shown(lgr_panel)
+    assert expected in text and figures == 1
+
+
+def test_a_diverging_run_is_reported_not_raised(exp, monkeypatch):
+    def explode(*args, **kwargs):
+        raise FloatingPointError("the loss became nan in epoch 2")
+
+    monkeypatch.setattr(widgets, "retrain_student", explode)
+    panel = widgets.retrain_explorer(exp)
+    panel.controls["retrain"].click()
+    assert "the loss became nan" in shown(panel)[0]
+
+
+# ---------------------------------------------------------------- the environment check
+
+
+def test_check_environment_reports_versions_device_and_profile():
+    text = widgets.check_environment(get_settings("quick", device="cpu"))
+    assert "torch" in text and "ipywidgets" in text
+    assert "device: cpu; profile: quick" in text and "All good" in text
+
+
+def test_check_environment_says_what_to_fix(monkeypatch):
+    versions = {"seaborn": None, "ipywidgets": "7.8.1"}
+    monkeypatch.setattr(widgets, "_installed", lambda p: versions.get(p, "1.0"))
+    text = widgets.check_environment(get_settings("quick", device="cpu"))
+    assert "FIX: install seaborn" in text and "ipywidgets 8" in text
+    assert "All good" not in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_check_environment_explains_a_device_that_is_not_there(monkeypatch):
+    monkeypatch.setenv("KDTEACH_DEVICE", "cuda")
+    text = widgets.check_environment()
+    assert "FIX:" in text and "no CUDA GPU" in text
+
+
+def test_messages_survive_a_kernels_output_capture(exp, monkeypatch):
+    """In a kernel, ``with out:`` prints a traceback and swallows the exception; the
+    widget must catch it inside the block, so the learner sees the sentence instead."""
+    monkeypatch.setattr(ipywidgets.Output, "__exit__", lambda self, *exc: True)
+    panel = widgets.lgr_explorer(exp)
+    c = panel.controls
+    c["gr"].value, c["hard"].value, c["hp"].value = 0.0, 0.0, 0.0
+    c["retrain"].click()
+    assert shown(panel)[0].startswith("Cannot retrain with these settings")
