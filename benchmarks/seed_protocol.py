@@ -41,7 +41,16 @@ from sklearn.metrics import mean_squared_error
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-STAGES = ("standard_teacher", "expert_teacher", "grid_search", "gradient_regularisation")
+from kdteach.experiments import (  # the seed's model names and stage order
+    DISTILLED,
+    DISTILLED_EXPERT,
+    EXPERT,
+    LGR,
+    SCRATCH,
+    STAGES,
+    TEACHER,
+)
+
 SEED_EPOCHS_TEACHER = 700
 SEED_EPOCHS_STUDENT = 600
 BATCH_SIZE = 128
@@ -54,13 +63,6 @@ GRID_WEIGHTS = [{"hard": h, "hp": hp} for h, hp in
                 ((0.1, 0.9), (0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (0.9, 0.1))]
 GR_WEIGHTS = {"hard": 0.2, "hp": 0.5, "gr": 0.3}
 
-# model names, as the seed's tables (and kdteach.experiments) spell them
-TEACHER = "Teacher"
-SCRATCH = "Student (Scratch)"
-DISTILLED = "Student (Distilled)"
-EXPERT = "Expert Teacher"
-DISTILLED_EXPERT = "Student (Distilled from Expert)"
-LGR = "Student (Distilled with L_GR)"
 
 
 def grid_label(w: dict) -> str:

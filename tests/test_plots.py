@@ -2,7 +2,6 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-import torch
 from matplotlib.figure import Figure
 
 from kdteach import plots
@@ -20,15 +19,6 @@ from kdteach.train import train
 
 matplotlib.use("Agg")  # headless, whatever MPLBACKEND says
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a busy 2-core machine two
-    OpenMP threads per process make every step many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,6 @@ matplotlib.use("Agg")  # headless, whatever MPLBACKEND says
 EPOCHS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a busy 2-core machine two
-    OpenMP threads per process make every step many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def exp(tmp_path_factory):
