@@ -34,6 +34,7 @@ from .experiments import (
     DISTILLED_EXPERT,
     LGR,
     SCRATCH,
+    grid_name,
     initial_student,
     shuffle_seed,
 )
@@ -202,8 +203,8 @@ def _role(weights: dict, settings) -> str:
         return SCRATCH
     if weights == {t: float(w) for t, w in settings.gr_weights.items() if w > 0}:
         return LGR
-    hard, hp, gr = (weights.get(t, 0.0) for t in ("hard", "hp", "gr"))
-    name = f"H={hard:g}_HP={hp:g}"
+    gr = weights.get("gr", 0.0)
+    name = grid_name({"hard": weights.get("hard", 0.0), "hp": weights.get("hp", 0.0)})
     return name + (f"_GR={gr:g}" if gr else "")
 
 
