@@ -19,10 +19,10 @@ HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 help:
 	@echo "kdteach make targets:"
-	@echo "  make reproduce   run the whole experiment (PROFILE=$(PROFILE); PROFILE=full for the seed protocol)"
+	@echo "  make reproduce   run the whole experiment (PROFILE=$(PROFILE); PROFILE=full for the original protocol)"
 	@echo "  make test        lint, unit tests and notebooks on CPU with the quick profile"
 	@echo "  make test-gpu    unit tests and notebooks on CUDA with the full profile"
-	@echo "  make bench       seed-protocol benchmark (benchmarks/seed_protocol.py)"
+	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"
 	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
 	@echo "  make lab         open the notebooks in JupyterLab"
 	@echo "  make lint        ruff check"
@@ -57,7 +57,7 @@ reproduce: $(STAMP)
 	$(BIN)/python -m kdteach reproduce --profile $(PROFILE)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/seed_protocol.py
+	$(BIN)/python benchmarks/original_protocol.py
 
 notebooks: $(STAMP)
 	if $(HAVE_NOTEBOOKS); then \

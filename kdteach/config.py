@@ -1,4 +1,5 @@
-"""Experiment settings: the seed's protocol (``full``), a fast ``quick`` profile, device choice.
+"""Experiment settings: the original notebook's protocol (``full``), a fast ``quick`` profile,
+device choice.
 
 >>> s = get_settings("full")
 >>> s.n_runs, s.epochs_teacher, s.epochs_student, s.batch_size
@@ -26,7 +27,8 @@ LOSS_TERMS = ("hard", "hp", "gr")
 
 @dataclass(frozen=True)
 class Settings:
-    """Every number the experiment depends on. ``full`` defaults are the seed's.
+    """Every number the experiment depends on. ``full`` defaults are the original
+notebook's; the lessons' additions are marked.
 
     Build it with :func:`get_settings`, which applies a profile's numbers; ``Settings()``
     alone holds the full profile's numbers whatever its ``profile`` label says.
@@ -56,6 +58,11 @@ class Settings:
     data_seed: int = 42
     test_size: float = 0.2
     split_seed: int = 42
+    # added by the lessons (not in the original notebook)
+    val_size: float = 0.2  # share of the training set held out for choosing weights
+    val_seed: int = 0
+    fresh_factor: int = 4  # unlabelled inputs drawn for distillation, per training input
+    fresh_seed: int = 7
 
     def __post_init__(self):
         validate(self)
@@ -76,7 +83,7 @@ class Settings:
 
     @property
     def grid_weights(self) -> list[dict]:
-        """The grid search's weight pairs: hard = h, hp = 1 - h (rounded like the seed's)."""
+        """The grid search's weight pairs: hard = h, hp = 1 - h (rounded like the original's)."""
         return [{"hard": h, "hp": round(1.0 - h, 10)} for h in self.grid_hard_weights]
 
     @property
@@ -139,6 +146,9 @@ def validate(s: Settings) -> None:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if not 0 < s.test_size < 1:
         raise ValueError(f"test_size must lie strictly between 0 and 1, got {s.test_size!r}")
+    if not (_is_number(s.val_size) and 0 < s.val_size < 1):
+        raise ValueError(f"val_size must lie strictly between 0 and 1, got {s.val_size!r}")
+    _check_positive_int("fresh_factor", s.fresh_factor)
     n_train = s.n_samples - math.ceil(s.n_samples * s.test_size)
     if s.batch_size > n_train:
         raise ValueError(

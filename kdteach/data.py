@@ -1,4 +1,4 @@
-"""The seed's synthetic regression task: a ten-feature function, its noisy samples, the split.
+"""The original notebook's regression task: a ten-feature function, its noisy samples, the split.
 
 Six of the ten features matter: an interaction ``sin(x0*x1)``, a periodic term in x2,
 a saturating ``tanh(x3)``, a quadratic in x4, a Gaussian bump in x0 and a small step in x5.
@@ -75,7 +75,7 @@ def make_dataset(
     split_seed: int = 42,
     device="cpu",
 ) -> Dataset:
-    """Generate, split and scale the data exactly as the seed does (same numbers)."""
+    """Generate, split and scale the data exactly as the original notebook does (same numbers)."""
     if n_features < N_USED_FEATURES:
         raise ValueError(
             f"n_features={n_features} is too small: the target reads features 0-5, "
@@ -88,8 +88,8 @@ def make_dataset(
     if n_samples < 4:
         raise ValueError(f"n_samples must be at least 4, got {n_samples!r}")
 
-    # The seed calls np.random.seed(42) and then the global generator; a RandomState with
-    # the same seed draws the same numbers without touching global state.
+    # The original calls np.random.seed(42) and then the global generator; a RandomState
+    # with the same seed draws the same numbers without touching global state.
     rng = np.random.RandomState(seed)
     X = rng.uniform(X_LOW, X_HIGH, (n_samples, n_features))
     y_true = target_function(X)
@@ -129,3 +129,27 @@ def dataset_for(settings) -> Dataset:
         split_seed=settings.split_seed,
         device=settings.torch_device,
     )
+
+
+def validation_split(data: Dataset, fraction: float = 0.2, seed: int = 0):
+    """Carve a validation part out of the training set (never the test set).
+
+    Returns ``(X_fit, y_fit, X_val, y_val)``: models whose settings are being chosen train on
+    the *fit* part, and the choice is made on the *validation* part.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction!r}")
+    n = len(data.X_train)
+    order = torch.from_numpy(np.random.RandomState(seed).permutation(n)).to(data.X_train.device)
+    n_val = max(1, round(n * fraction))
+    val, fit = order[:n_val], order[n_val:]
+    return data.X_train[fit], data.y_train[fit], data.X_train[val], data.y_train[val]
+
+
+def fresh_inputs(data: Dataset, n: int, seed: int = 7) -> torch.Tensor:
+    """``n`` new inputs drawn from the data's input distribution U(-2, 2)^d, scaled like
+    the training inputs. They come without labels: only a teacher can label them."""
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    X_raw = np.random.RandomState(seed).uniform(X_LOW, X_HIGH, (n, data.n_features))
+    return data.scale(X_raw)

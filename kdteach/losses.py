@@ -1,4 +1,4 @@
-"""The three loss terms of the seed and the weighted composite that combines them.
+"""The three loss terms of the original and the weighted composite that combines them.
 
 * hard:  ``MSE(y_s, y)``, the student against the labels;
 * L_HP:  ``MSE(y_s, y_t)``, the student against the (frozen) teacher's predictions;
@@ -36,7 +36,7 @@ def gr_loss(student_grad: torch.Tensor, teacher_grad: torch.Tensor) -> torch.Ten
 
 
 def input_gradient(model, X: torch.Tensor, y: torch.Tensor, create_graph: bool = False):
-    """∇x of the batch-mean MSE of ``model`` on ``(X, y)``, as the seed computes it.
+    """∇x of the batch-mean MSE of ``model`` on ``(X, y)``, as the original computes it.
 
     With ``create_graph=True`` the result stays differentiable with respect to the
     model's parameters (needed for the student: without it L_GR trains nothing).
@@ -61,8 +61,8 @@ def teacher_gradient_per_sample(teacher, X: torch.Tensor, y: torch.Tensor) -> to
     return grad.detach()
 
 
-def lgr_as_in_seed(student, teacher, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """L_GR computed directly, batch by batch, the way the seed's training loop does."""
+def lgr_as_in_original(student, teacher, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L_GR computed directly, batch by batch, the way the original's training loop does."""
     teacher.eval()
     grad_t = input_gradient(teacher, X, y).detach()
     grad_s = input_gradient(student, X, y, create_graph=True)

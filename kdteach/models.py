@@ -1,4 +1,4 @@
-"""The seed's three networks, built by one MLP builder.
+"""The original notebook's three networks (and one ablation), built by one MLP builder.
 
 ================  =====================================================  ==========
 network           layers (hidden widths, activation, dropout)            parameters
@@ -9,8 +9,12 @@ ExpertTeacherNet  10→256→256→128→128→64→1, LeakyReLU(0.01), Dropout(
 StudentNet        10→64→64→32→1, ReLU                                        6,977
 ================  =====================================================  ==========
 
-All use PyTorch's default initialisation, created layer by layer in the seed's order,
-so ``torch.manual_seed(i)`` gives the seed's initial weights.
+The lessons add ``RegularisedTeacherNet``: TeacherNet's layers with Dropout(0.3) after
+hidden layers 1–3, trained with the expert's weight decay; it tells the expert's depth
+apart from its regularisation.
+
+All use PyTorch's default initialisation, created layer by layer in the original's order,
+so ``torch.manual_seed(i)`` gives the original's initial weights.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class MLPSpec:
 
 
 class MLP(nn.Module):
-    """A fully connected network; ``self.layers`` is an ``nn.Sequential`` like the seed's."""
+    """A fully connected network; ``self.layers`` is an ``nn.Sequential`` like the original's."""
 
     def __init__(self, spec: MLPSpec):
         super().__init__()
@@ -99,6 +103,17 @@ def expert_teacher_spec(n_features: int = 10) -> MLPSpec:
     )
 
 
+def regularised_teacher_spec(n_features: int = 10) -> MLPSpec:
+    """The standard teacher's layers with the expert's dropout (0.3 after every hidden
+    layer but the last, as in the expert): an ablation, not in the original notebook."""
+    return MLPSpec(
+        (n_features, 256, 256, 128, 64, 1),
+        activation="leaky_relu",
+        dropout=0.3,
+        dropout_after=(0, 1, 2),
+    )
+
+
 def student_spec(n_features: int = 10) -> MLPSpec:
     return MLPSpec((n_features, 64, 64, 32, 1), activation="relu")
 
@@ -117,6 +132,15 @@ class ExpertTeacherNet(MLP):
         super().__init__(expert_teacher_spec(n_features))
 
 
+class RegularisedTeacherNet(MLP):
+    """The standard teacher's depth with the expert's dropout: separates depth from
+    regularisation (trained with the expert's weight decay). Same parameters, and the
+    same initial weights for a given random seed, as :class:`TeacherNet`."""
+
+    def __init__(self, n_features: int = 10):
+        super().__init__(regularised_teacher_spec(n_features))
+
+
 class StudentNet(MLP):
     """The small ReLU student."""
 
@@ -124,4 +148,5 @@ class StudentNet(MLP):
         super().__init__(student_spec(n_features))
 
 
-MODEL_CLASSES = {"teacher": TeacherNet, "expert": ExpertTeacherNet, "student": StudentNet}
+MODEL_CLASSES = {"teacher": TeacherNet, "expert": ExpertTeacherNet,
+                 "regularised": RegularisedTeacherNet, "student": StudentNet}

@@ -15,8 +15,10 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from .data import N_USED_FEATURES, X_HIGH, X_LOW, make_dataset, target_function
-from .experiments import EXPERT, StageResult
-from .train import History, predict
+from .experiments import StageResult
+from .naming import EXPERT, color, palette
+from .stats import PairedTest
+from .train import HELDOUT, History, predict
 
 SLIDE_SIZE = (10, 5.6)  # 16:9 at slide size
 WIDE_SIZE = (12, 5.6)
@@ -226,13 +228,12 @@ def prediction_panels(models, data, run: int = 0, names=None):
     missing = [n for n in names if n not in models]
     if missing or not names:
         raise ValueError(f"no models named {missing}; have {', '.join(models)}")
-    colors = sns.color_palette("viridis", len(names))
     fig, axes = plt.subplots(2, len(names), figsize=(max(6.0, 3.2 * len(names)), 6.4),
                              sharex=True, sharey="row", squeeze=False)
-    for col, (name, color) in enumerate(zip(names, colors)):
+    for col, name in enumerate(names):
         net = net_of_run(models[name], run)
-        pred_vs_true(net, data, ax=axes[0, col], label=name, color=color)
-        residuals(net, data, ax=axes[1, col], label=name, color=color)
+        pred_vs_true(net, data, ax=axes[0, col], label=name, color=color(name))
+        residuals(net, data, ax=axes[1, col], label=name, color=color(name))
         axes[1, col].set_title("")
     fig.suptitle(f"Test set, run {run + 1}: points on the line are perfect predictions")
     fig.tight_layout()
@@ -270,7 +271,8 @@ def loss_curves(history, model: str | None = None, run: int | None = None,
                              f"{', '.join(frame['model'].unique())}")
         frame = frame[frame["model"] == model]
     if run is not None and "run" in frame:
-        frame = frame[frame["run"] == run]
+        frame = frame[frame["run"] == run + 1]  # ``run`` is an index; the history's runs read 1..n
+    frame = frame[frame["term"] != HELDOUT]
     if not total:
         frame = frame[frame["term"] != "total"]
     if weights is not None:
@@ -306,31 +308,38 @@ def mse_by_model(stage: StageResult, ax=None, include_teachers: bool = True):
         runs = runs[~runs["model"].str.contains("Teacher")]
     order = list(runs.groupby("model")["mse"].mean().sort_values().index)
     fig, ax = _figure_and_axes(ax)
-    sns.boxplot(data=runs, x="mse", y="model", order=order, color="0.9", width=0.5,
-                showfliers=False, ax=ax)
+    sns.boxplot(data=runs, x="mse", y="model", hue="model", order=order, palette=palette(order),
+                width=0.5, showfliers=False, boxprops={"alpha": 0.35}, legend=False, ax=ax)
     position = {name: i for i, name in enumerate(order)}
-    for _, one_run in runs.groupby("run"):
+    for run, one_run in runs.groupby("run"):
         one_run = one_run.sort_values("model", key=lambda m: m.map(position))
-        ax.plot(one_run["mse"], one_run["model"].map(position), color="0.6", linewidth=0.8,
-                zorder=1)
-    labels = runs.assign(run=(runs["run"] + 1).map(lambda r: f"run {r}"))
-    sns.stripplot(data=labels, x="mse", y="model", order=order, hue="run", size=7, jitter=False,
-                  palette="viridis", ax=ax, zorder=2)
-    ax.set_title(f"{stage.title}: test MSE of every run (lower is better)")
+        ys = one_run["model"].map(position)
+        ax.plot(one_run["mse"], ys, color="0.6", linewidth=0.8, zorder=1)
+        ax.scatter(one_run["mse"], ys, color=[color(m) for m in one_run["model"]],
+                   edgecolor="black", s=45, zorder=2)
+        first = one_run.iloc[0]
+        ax.annotate(str(run), (first["mse"], position[first["model"]]), xytext=(0, 7),
+                    textcoords="offset points", ha="center", fontsize="small", color="0.3")
+    ax.set_title(f"{stage.title}: test MSE of every run\n(dots joined by a line are one run, "
+                 "numbered above the first model; lower is better)", fontsize="medium")
     ax.set_xlabel("test MSE")
     ax.set_ylabel("")
-    ax.legend(title="", loc="lower right", fontsize="small")
     fig.tight_layout()
     return fig
 
 
 def mse_bars(scores: dict, highlight: str | None = None, ax=None):
-    """Horizontal bars of test MSE for named models; ``highlight`` is drawn in orange."""
+    """Horizontal bars of test MSE for named models, each in its colour; ``highlight`` is
+    drawn with a thick black edge."""
     names = list(scores)
     values = [float(scores[n]) for n in names]
-    colors = ["tab:orange" if n == highlight else "tab:blue" for n in names]
+    colors = [color(n) for n in names]
     fig, ax = _figure_and_axes(ax, figsize=(7, 4))
-    ax.barh(names, values, color=colors)
+    bars = ax.barh(names, values, color=colors)
+    for name, bar in zip(names, bars):
+        if name == highlight:
+            bar.set_edgecolor("black")
+            bar.set_linewidth(2.5)
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.4f}", va="center", fontsize="small")
     ax.invert_yaxis()
@@ -342,21 +351,22 @@ def mse_bars(scores: dict, highlight: str | None = None, ax=None):
 
 
 def grid_search_bars(grid: StageResult, ax=None):
-    """Part 3: mean test MSE per weight pair, with ±1 std error bars (the seed's chart)."""
+    """Part 3: mean test MSE per weight pair, with ±1 std error bars (the original's chart)."""
     table = grid.summary
     if ax is None:
         fig, ax = plt.subplots(figsize=SLIDE_SIZE)
     else:
         fig = ax.figure
     sns.barplot(
-        data=table, x="Mean MSE", y="Weights", hue="Weights", palette="viridis",
+        data=table, x="Mean MSE", y="Weights", hue="Weights", palette=palette(table["Weights"]),
         legend=False, ax=ax, orient="h",
     )
     ax.errorbar(
         x=table["Mean MSE"], y=range(len(table)), xerr=table["Std Dev MSE"],
         fmt="none", ecolor="black", capsize=5,
     )
-    ax.set_title("Grid search over the distillation weights (lower MSE is better)")
+    ax.set_title("Grid search over the distillation weights (lower MSE is better)\n"
+                 "ranked by test MSE, as in the original notebook", fontsize="medium")
     ax.set_xlabel(f"test MSE, mean ± std over {grid.settings.n_runs} runs")
     ax.set_ylabel("hard : L_HP weights")
     fig.tight_layout()
@@ -373,13 +383,13 @@ def final_boxplot(final: StageResult, ax=None):
         fig = ax.figure
     order = students.groupby("model")["mse"].mean().sort_values().index
     sns.boxplot(
-        data=students, x="mse", y="model", hue="model", order=order, palette="viridis",
+        data=students, x="mse", y="model", hue="model", order=order, palette=palette(order),
         legend=False, ax=ax,
     )
     sns.stripplot(data=students, x="mse", y="model", order=order, color="black", size=4, ax=ax)
     if EXPERT in final.results:
         expert_mean = sum(final.results[EXPERT]["mse"]) / len(final.results[EXPERT]["mse"])
-        ax.axvline(expert_mean, color="tab:red", linestyle="--", label="expert teacher (mean)")
+        ax.axvline(expert_mean, color=color(EXPERT), linestyle="--", label=f"{EXPERT} (mean)")
         ax.legend(loc="lower right")
     ax.set_title(f"Students compared over {final.settings.n_runs} paired runs")
     ax.set_xlabel("test MSE (lower is better)")
@@ -395,12 +405,136 @@ def retrained_student(net, data, scores: dict, label: str, history=None):
     """A retrained student at a glance: predictions, then its loss curves (when a history
     is given) or its residuals, then its MSE beside the stage's reference students."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-    pred_vs_true(net, data, ax=axes[0], label=label, color="tab:orange")
+    pred_vs_true(net, data, ax=axes[0], label=label, color=color(label))
     if history is not None:
         loss_curves(history, ax=axes[1])
         axes[1].set_title("Loss terms per epoch (log scale)", fontsize="medium")
     else:
-        residuals(net, data, ax=axes[1], label=label, color="tab:orange")
+        residuals(net, data, ax=axes[1], label=label, color=color(label))
     mse_bars(scores, highlight=label, ax=axes[2])
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- the lessons' figures
+
+
+def learning_curves(history, models, noise_var: float | None = None, train_term: str = "hard",
+                    ax=None, title: str | None = None):
+    """Training loss against test MSE per epoch, one colour per model (log scale).
+
+    Solid: the test MSE after each epoch; dashed: the training ``train_term`` (the MSE on
+    the training labels for ``"hard"``). Lines are the mean over runs, bands the range.
+    ``noise_var`` draws the noise floor σ²: no model can reach a lower test MSE on
+    average, and a training MSE below it means the model fits the noise.
+    """
+    frame = _history_frame(history)
+    frame = frame[frame["model"].isin(list(models))]
+    fig, ax = _figure_and_axes(ax)
+    for name in models:
+        own = frame[frame["model"] == name]
+        for term, style, what in ((HELDOUT, "-", "test"), (train_term, "--", "training")):
+            part = own[own["term"] == term]
+            if part.empty:
+                continue
+            stats = part.groupby("epoch")["loss"].agg(["mean", "min", "max"])
+            ax.plot(stats.index, stats["mean"], style, color=color(name), linewidth=2,
+                    label=f"{name}, {what}")
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color(name),
+                            alpha=0.15, linewidth=0)
+    if noise_var is not None:
+        ax.axhline(noise_var, color="black", linestyle=":", linewidth=1.5,
+                   label=f"noise floor σ² = {noise_var:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (log scale)")
+    ax.set_title(title or "Training MSE (dashed) and test MSE (solid) per epoch")
+    ax.legend(fontsize="small", loc="upper right")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return fig
+
+
+def paired_differences(tests, ax=None, title: str | None = None):
+    """The one figure for paired comparisons: for each comparison, every run's difference
+    in test MSE (a − b, a dot numbered by its run), the mean difference with its 95 %
+    interval (a bar), and the zero line. Left of zero: a did better.
+
+    ``tests``: a :class:`~kdteach.stats.PairedTest` or a list of them. A descriptive
+    comparison shows its mean without an interval.
+    """
+    tests = [tests] if isinstance(tests, PairedTest) else list(tests)
+    if not tests:
+        raise ValueError("give at least one PairedTest")
+    fig, ax = _figure_and_axes(ax, figsize=(10, 1.2 + 1.1 * len(tests)))
+    labels = []
+    for row, test in enumerate(tests):
+        diffs = np.asarray(test.diffs)
+        ax.scatter(diffs, np.full(diffs.shape, row), color=color(test.a), edgecolor="black",
+                   s=50, zorder=3)
+        for run, d in enumerate(diffs, start=1):
+            ax.annotate(str(run), (d, row), xytext=(0, 7), textcoords="offset points",
+                        ha="center", fontsize="x-small", color="0.3")
+        if test.ci95 is not None:
+            ax.plot(test.ci95, [row, row], color="black", linewidth=3, alpha=0.6, zorder=2)
+            p = f"p = {test.p:.3f}"
+        else:
+            p = "descriptive"
+        ax.plot([test.mean_diff], [row], marker="|", markersize=22, color="black", zorder=4)
+        labels.append(f"{test.a}\n− {test.b}\n({p})")
+    ax.axvline(0.0, color="tab:red", linewidth=1.2)
+    ax.set_yticks(range(len(tests)), labels, fontsize="small")
+    ax.set_ylim(len(tests) - 0.5, -0.5)
+    ax.set_xlabel("difference in test MSE per run (left of the red line: the first model "
+                  "did better)")
+    ax.set_title(title or "Paired differences: runs (dots), mean (|) and 95 % interval (bar)",
+                 fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def validation_vs_test(selection: StageResult, ax=None):
+    """Model selection: each grid point's mean validation MSE beside its mean test MSE,
+    with the validation choice and the test-set choice marked."""
+    table = selection.validation
+    long = table.melt(id_vars="Weights", var_name="measured on", value_name="MSE")
+    fig, ax = _figure_and_axes(ax)
+    sns.barplot(data=long, x="MSE", y="Weights", hue="measured on",
+                palette=["#756bb1", "#bdbdbd"], orient="h", ax=ax)
+    ticks = []
+    for name in table["Weights"]:
+        mark = []
+        if name == selection.chosen:
+            mark.append("chosen on validation")
+        if name == selection.best:
+            mark.append("best on test (optimistic)")
+        ticks.append(name + (f"\n({'; '.join(mark)})" if mark else ""))
+    ax.set_yticks(range(len(ticks)), ticks, fontsize="small")
+    low = float(long["MSE"].min())
+    ax.set_xlim(low * 0.8, float(long["MSE"].max()) * 1.05)
+    ax.set_xlabel(f"mean MSE over {selection.settings.n_runs} runs (axis starts at "
+                  f"{low * 0.8:.2f})")
+    ax.set_ylabel("hard : L_HP weights")
+    ax.set_title("Choosing the weights: validation MSE (fit part of the training set) "
+                 "beside test MSE", fontsize="medium")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def gradient_shares(norms: pd.DataFrame, ax=None, title: str | None = None):
+    """Each loss term's pull on the student's parameters: the norm of weight × ∂term/∂θ
+    (from :func:`kdteach.diagnostics.term_gradient_norms`), on a log scale."""
+    fig, ax = _figure_and_axes(ax, figsize=(10, 3.6))
+    labels = [TERM_LABELS.get(t, t) for t in norms["term"]]
+    ax.barh(labels, norms["gradient norm"], color=[TERM_COLORS.get(t, "gray")
+                                                    for t in norms["term"]])
+    for y, (value, share) in enumerate(zip(norms["gradient norm"], norms["share of the pull"])):
+        ax.text(value, y, f"  {value:.2e} ({share:.1%})", va="center", fontsize="small")
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("norm of weight × gradient of the term (log scale)")
+    ax.set_title(title or "How hard each term pulls on the student's parameters",
+                 fontsize="medium")
     fig.tight_layout()
     return fig

@@ -1,9 +1,16 @@
-"""The seed's statistics: summary tables, paired t-tests, improvement in percent.
+"""The original notebook's statistics, and the paired view that shows the effect.
 
 Results come as ``{model name: {"mse": [per run], "r2": [per run]}}``, the shape the
-seed keeps them in. Standard deviations are ``np.std`` (population, ddof=0) as in the
-seed; the t-tests are paired because run i of every model shares its seed and its
-student's initial weights.
+original notebook keeps them in. Standard deviations in summary tables are ``np.std``
+(population, ddof=0) as in the original; the t-tests are paired because run i of every
+model shares its random seed and its student's initial weights.
+
+A :class:`PairedTest` holds everything a paired comparison of model ``a`` against model
+``b`` shows: the per-run differences ``a − b``, their mean with a 95 % t-interval, the
+t statistic and the p-value. A comparison picked *after* looking at the results (the
+best grid point against the worst, say) is marked ``descriptive``: it keeps the
+differences and their mean but carries no t, p or interval, because a test of a
+comparison chosen by its outcome has no valid p-value.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ttest_rel
+from scipy import stats as sps
 
 ALTERNATIVES = ("two-sided", "less", "greater")
+HYPOTHESES = {"less": "a lower than b", "greater": "a higher than b", "two-sided": "a differs"}
 
 
 def summary_table(results: dict, sort: bool = False, label: str = "Model") -> pd.DataFrame:
@@ -38,46 +46,86 @@ def summary_table(results: dict, sort: bool = False, label: str = "Model") -> pd
     return table
 
 
+def percent_change(mse_new, mse_base) -> float:
+    """How much higher (positive) or lower (negative) the mean of ``mse_new`` is than the
+    mean of ``mse_base``, in percent of the latter."""
+    base = float(np.mean(mse_base))
+    return (float(np.mean(mse_new)) - base) / base * 100.0
+
+
+def change_words(pct: float, digits: int = 1) -> str:
+    """``-3.6`` → ``"lower by 3.6 %"``; ``2.6`` → ``"higher by 2.6 %"`` (for an MSE,
+    higher is worse)."""
+    if round(pct, digits) == 0:
+        return "equal to within rounding"
+    direction = "lower" if pct < 0 else "higher"
+    return f"{direction} by {abs(pct):.{digits}f} %"
+
+
+def mean_interval(diffs, level: float = 0.95) -> tuple[float, float]:
+    """The two-sided t-interval for the mean of ``diffs`` (needs >= 2 values)."""
+    d = np.asarray(diffs, dtype=float)
+    half = sps.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+    return float(d.mean() - half), float(d.mean() + half)
+
+
 @dataclass(frozen=True)
 class PairedTest:
-    """A paired t-test of ``a`` against ``b`` (per-run MSEs, same run order)."""
+    """A paired comparison of ``a`` against ``b`` (per-run MSEs, same run order).
+
+    ``diffs[i]`` is run ``i + 1``'s MSE of ``a`` minus that of ``b``: negative means ``a``
+    did better in that run. ``t``, ``p`` and ``ci95`` are None for a descriptive
+    comparison.
+    """
 
     a: str
     b: str
     alternative: str
-    t: float
-    p: float
+    diffs: tuple
+    mean_diff: float
+    ci95: tuple | None
+    t: float | None
+    p: float | None
     mean_a: float
     mean_b: float
-    improvement_pct: float  # (mean_b - mean_a) / mean_b * 100: how much lower a is
+    change_pct: float  # (mean_a − mean_b) / mean_b · 100: negative when a is lower
+    descriptive: bool = False
 
     def significant(self, level: float = 0.05) -> bool:
-        return bool(self.p < level)
+        return self.p is not None and bool(self.p < level)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["diffs"] = list(self.diffs)
+        out["ci95"] = list(self.ci95) if self.ci95 is not None else None
+        return out
 
     def describe(self, level: float = 0.05) -> str:
-        side = {"less": "lower than", "greater": "higher than", "two-sided": "different from"}
+        head = (f"{self.a} vs {self.b}: mean MSE {self.mean_a:.4f} vs {self.mean_b:.4f}, "
+                f"{change_words(self.change_pct)}; mean paired difference "
+                f"{self.mean_diff:+.4f}")
+        if self.descriptive:
+            return head + (" (descriptive only: this comparison was chosen after seeing the "
+                           "results, so no p-value)")
         verdict = "significant" if self.significant(level) else "not significant"
-        return (
-            f"{self.a} vs {self.b}: mean MSE {self.mean_a:.4f} vs {self.mean_b:.4f} "
-            f"({self.improvement_pct:+.2f}% improvement); paired t-test "
-            f"(H1: {side[self.alternative]}) p = {self.p:.4f}, {verdict} at {level:g}"
-        )
+        low, high = self.ci95
+        return (f"{head}, 95 % CI [{low:+.4f}, {high:+.4f}]; paired t-test "
+                f"(H1: {HYPOTHESES[self.alternative]}) t = {self.t:.2f}, p = {self.p:.4f}, "
+                f"{verdict} at {level:g}")
+
+    def differences(self) -> pd.DataFrame:
+        """One row per run (numbered from 1): MSE of a, of b, and a − b."""
+        return pd.DataFrame({"run": np.arange(1, len(self.diffs) + 1),
+                             "difference": list(self.diffs)})
 
 
-def improvement(mse_new, mse_base) -> float:
-    """How much lower the mean of ``mse_new`` is than the mean of ``mse_base``, in %."""
-    base = float(np.mean(mse_base))
-    return (base - float(np.mean(mse_new))) / base * 100.0
+def paired_test(results: dict, a: str, b: str, alternative: str = "two-sided",
+                descriptive: bool = False) -> PairedTest:
+    """Paired comparison of model ``a``'s MSEs with model ``b``'s (``scipy.stats.ttest_rel``).
 
-
-def paired_test(results: dict, a: str, b: str, alternative: str = "two-sided") -> PairedTest:
-    """Paired t-test of model ``a``'s MSEs against model ``b``'s (``scipy.stats.ttest_rel``).
-
-    ``alternative='less'`` asks whether ``a`` has lower MSE than ``b`` (the seed's test of a
-    distilled student against scratch); ``'two-sided'`` whether they differ at all.
+    ``alternative='less'`` asks whether ``a`` has lower MSE than ``b`` (the original's test
+    of a distilled student against scratch); ``'two-sided'`` whether they differ at all.
+    ``descriptive=True`` for a comparison chosen after seeing the results: no t, p or CI.
     """
     if alternative not in ALTERNATIVES:
         raise ValueError(
@@ -93,14 +141,14 @@ def paired_test(results: dict, a: str, b: str, alternative: str = "two-sided") -
             f"a paired test needs the same number (>= 2) of runs for both models; "
             f"got {mse_a.size} and {mse_b.size}"
         )
-    t, p = ttest_rel(mse_a, mse_b, alternative=alternative)
+    diffs = mse_a - mse_b
+    t = p = ci = None
+    if not descriptive:
+        t, p = (float(v) for v in sps.ttest_rel(mse_a, mse_b, alternative=alternative))
+        ci = mean_interval(diffs)
     return PairedTest(
-        a=a,
-        b=b,
-        alternative=alternative,
-        t=float(t),
-        p=float(p),
-        mean_a=float(mse_a.mean()),
-        mean_b=float(mse_b.mean()),
-        improvement_pct=improvement(mse_a, mse_b),
+        a=a, b=b, alternative=alternative,
+        diffs=tuple(float(d) for d in diffs), mean_diff=float(diffs.mean()), ci95=ci,
+        t=t, p=p, mean_a=float(mse_a.mean()), mean_b=float(mse_b.mean()),
+        change_pct=percent_change(mse_a, mse_b), descriptive=descriptive,
     )

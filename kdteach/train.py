@@ -22,7 +22,7 @@ import torch
 from sklearn.metrics import mean_squared_error, r2_score
 from tqdm.auto import trange
 
-from .losses import DistillationLoss, teacher_gradient_per_sample
+from .losses import DistillationLoss, mse, teacher_gradient_per_sample
 from .stacked import StackedMLP
 
 # ---------------------------------------------------------------- checks
@@ -101,6 +101,7 @@ class History:
         self.terms = list(terms) + ["total"]
         self.labels = list(labels)
         self.epochs = {t: [] for t in self.terms}
+        self.heldout: list[np.ndarray] = []  # per epoch, when a held-out set was given
         self._sums = None
         self._count = 0
 
@@ -138,14 +139,37 @@ class History:
     def last(self, term: str = "total") -> np.ndarray:
         return self.epochs[term][-1]
 
+    def add_heldout(self, mse: torch.Tensor) -> None:
+        """Record the epoch's MSE on the held-out set (one value per model)."""
+        self.heldout.append(np.atleast_1d(mse.detach().cpu().numpy()))
+
     def to_frame(self) -> pd.DataFrame:
-        """Long form: one row per (model, epoch, term)."""
+        """Long form: one row per (model, epoch, term). The held-out MSE, when recorded,
+        is the term ``"heldout"``."""
         rows = []
-        for t in self.terms:
-            for e, values in enumerate(self.epochs[t], start=1):
+        series = {t: self.epochs[t] for t in self.terms}
+        if self.heldout:
+            series[HELDOUT] = self.heldout
+        for t, epochs in series.items():
+            for e, values in enumerate(epochs, start=1):
                 for label, v in zip(self.labels, values):
                     rows.append({"model": label, "epoch": e, "term": t, "loss": float(v)})
         return pd.DataFrame(rows, columns=["model", "epoch", "term", "loss"])
+
+
+HELDOUT = "heldout"
+
+
+def heldout_mse(model, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MSE on a held-out set in eval mode, one value per model of a stack; leaves the
+    model in train mode (it is called between training epochs)."""
+    model.eval()
+    with torch.no_grad():
+        if isinstance(model, StackedMLP):
+            X = X.expand(model.n_models, *X.shape)
+        value = mse(model(X), y)
+    model.train()
+    return value
 
 
 def _generator(seed, device="cpu") -> torch.Generator:
@@ -185,6 +209,7 @@ def train(
     weight_decay: float = 0.0,
     batch_size: int = 128,
     seed=0,
+    heldout: tuple | None = None,
     progress: bool = True,
     desc: str = "training",
     leave: bool = False,
@@ -195,10 +220,14 @@ def train(
     * a distilled student: ``DistillationLoss(hard=0.3, hp=0.7)`` and a ``teacher``;
     * an L_GR student: ``DistillationLoss(hard=0.2, hp=0.5, gr=0.3)`` and a ``teacher``.
 
-    ``seed`` (an int or a ``torch.Generator``) fixes the shuffle order.
+    ``seed`` (an int or a ``torch.Generator``) fixes the shuffle order. ``heldout=(X, y)``
+    records the MSE on that set after every epoch (``history.heldout``); it is only
+    measured, never used for training.
     """
     loss = loss or DistillationLoss(hard=1.0)
     check_data(X, y, net)
+    if heldout is not None:
+        check_data(*heldout, net, name="held-out")
     _check_training_args(num_epochs, lr, batch_size, len(X))
     if loss.needs_teacher and teacher is None:
         raise ValueError(f"{loss!r} uses the teacher: pass teacher=...")
@@ -222,6 +251,8 @@ def train(
             optimizer.step()
             history.add(total, terms, len(idx))
         history.end_epoch()
+        if heldout is not None:
+            history.add_heldout(heldout_mse(net, *heldout))
     net.eval()
     return history
 
@@ -242,6 +273,7 @@ def train_many(
     batch_size: int = 128,
     seeds: list | None = None,
     labels: list[str] | None = None,
+    heldout: tuple | None = None,
     progress: bool = True,
     desc: str = "training",
     leave: bool = False,
@@ -252,7 +284,7 @@ def train_many(
 
     Equivalent to calling :func:`train` on each (pinned by a test), but one step of all M
     is a few batched matmuls. Returns the trained networks (new modules) and a History
-    whose arrays hold one column per network.
+    whose arrays hold one column per network. ``heldout=(X, y)`` as in :func:`train`.
     """
     M = len(nets)
     losses = losses or [DistillationLoss(hard=1.0)] * M
@@ -263,6 +295,8 @@ def train_many(
         raise ValueError("nets, losses, teachers, seeds and labels must have the same length")
     for net in nets:
         check_data(X, y, net)
+        if heldout is not None:
+            check_data(*heldout, net, name="held-out")
     _check_training_args(num_epochs, lr, batch_size, len(X))
     for loss, teacher, label in zip(losses, teachers, labels):
         if loss.needs_teacher and teacher is None:
@@ -318,6 +352,8 @@ def train_many(
             optimizer.step()
             history.add(per_model, term_values, idx.shape[1])
         history.end_epoch(mask=used)
+        if heldout is not None:
+            history.add_heldout(heldout_mse(stack, *heldout))
     trained = stack.to_models(like=nets)
     for net in trained:
         net.eval()
@@ -334,7 +370,7 @@ def predict(model, X: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(model, X: torch.Tensor, y: torch.Tensor) -> dict:
-    """Test MSE and R² of ``model`` on ``(X, y)``, computed like the seed (scikit-learn)."""
+    """Test MSE and R² of ``model`` on ``(X, y)``, computed like the original (scikit-learn)."""
     y_np = y.detach().cpu().numpy()
     pred = predict(model, X).cpu().numpy()
     return {"mse": float(mean_squared_error(y_np, pred)), "r2": float(r2_score(y_np, pred))}

@@ -9,11 +9,11 @@ area (``panel.out``), so a test can drive it without a browser::
     panel.controls["retrain"].click()
     print(output_text(panel.out))
 
-Retraining is synchronous and uses the readable one-model loop,
-:func:`kdteach.train.train`, with its progress bar. The logic lives in plain
-functions (:func:`retrain_student`, :func:`reference_scores`) that work without
-any widget. Impossible choices (every loss weight 0, say) are reported in the
-output area as a sentence, never as a traceback.
+Retraining is synchronous: :meth:`kdteach.experiments.Experiment.retrain_student` runs
+the readable one-model loop, :func:`kdteach.train.train`, with its progress bar, and owns
+the run and shuffle bookkeeping; the widgets here only read controls and show results.
+Impossible choices (every loss weight 0, say) are reported in the output area as a
+sentence, never as a traceback.
 """
 
 from __future__ import annotations
@@ -30,18 +30,8 @@ import pandas as pd
 
 from . import plots
 from .config import get_settings
-from .experiments import (
-    DISTILLED_EXPERT,
-    LGR,
-    SCRATCH,
-    grid_name,
-    initial_student,
-    shuffle_seed,
-)
-from .losses import DistillationLoss
-from .train import evaluate, train
-
-YOURS = "your student"
+from .naming import DISTILLED_EXPERT, LGR, SCRATCH, YOURS, run_label
+from .train import evaluate
 
 # ---------------------------------------------------------------- the output area
 
@@ -174,7 +164,7 @@ def run_selector(models, data, names=None) -> Panel:
     models = plots.as_models(models)
     lengths = [len(nets) for nets in models.values() if isinstance(nets, (list, tuple))]
     n_runs = min(lengths, default=1)
-    run = widgets.Dropdown(options=[(f"run {r + 1}", r) for r in range(n_runs)], value=0,
+    run = widgets.Dropdown(options=[(run_label(r), r) for r in range(n_runs)], value=0,
                            description="run")
     out = widgets.Output()
 
@@ -183,7 +173,7 @@ def run_selector(models, data, names=None) -> Panel:
             name: evaluate(plots.net_of_run(models[name], run.value), data.X_test, data.y_test)
             for name in (names or models)
         }
-        text = f"Run {run.value + 1}: " + ", ".join(
+        text = f"{run_label(run.value).capitalize()}: " + ", ".join(
             f"{name} MSE {s['mse']:.4f}" for name, s in scores.items()
         )
         show(out, text, plots.prediction_panels(models, data, run=run.value, names=names))
@@ -196,79 +186,23 @@ def run_selector(models, data, names=None) -> Panel:
 # ---------------------------------------------------------------- retraining one student
 
 
-def _role(weights: dict, settings) -> str:
-    """The shuffle-seed role: the stage's own name when the weights match one of its
-    students, so the retrained student sees the same batches as that student."""
-    if weights == {"hard": 1.0}:
-        return SCRATCH
-    if weights == {t: float(w) for t, w in settings.gr_weights.items() if w > 0}:
-        return LGR
-    gr = weights.get("gr", 0.0)
-    name = grid_name({"hard": weights.get("hard", 0.0), "hp": weights.get("hp", 0.0)})
-    return name + (f"_GR={gr:g}" if gr else "")
-
-
 def _notes(weights: dict, epochs: int) -> list[str]:
     """Plain-language remarks on extreme choices."""
+    active = {t for t, w in weights.items() if w > 0}
     notes = []
     if epochs == 0:
         notes.append("0 epochs: nothing was trained. You see the run's shared starting "
                      "student, random weights before any learning.")
-    if set(weights) == {"hard"}:
+    if active == {"hard"}:
         notes.append("The teacher's terms have weight 0: the teacher is ignored, so this "
                      "is a student trained from scratch on the labels alone.")
-    elif "hard" not in weights and "hp" in weights:
+    elif "hard" not in active and "hp" in active:
         notes.append("hard = 0: the labels are never used; the student only imitates the "
-                     "teacher, so it can at best get as good as the teacher.")
-    elif set(weights) == {"gr"}:
+                     "teacher at the training inputs.")
+    elif active == {"gr"}:
         notes.append("Only L_GR: the student copies the teacher's input gradients, but no "
                      "term tells it which values to predict. Expect a poor MSE.")
     return notes
-
-
-def retrain_student(exp, hard: float, epochs: int | None = None, *, hp: float | None = None,
-                    gr: float = 0.0, run: int = 0, teacher: str = "expert",
-                    progress: bool = True) -> dict:
-    """Train one student of run ``run`` from its shared initial weights, distilled from
-    that run's (cached) ``teacher`` with ``hard·MSE + hp·L_HP + gr·L_GR``.
-
-    ``hp`` defaults to ``1 - hard`` (the grid search's pairs); ``epochs`` to the
-    profile's student epochs (0 is allowed: the untrained student). Raises ValueError
-    for weights or epochs that cannot be trained (e.g. every weight 0).
-
-    Returns a dict: ``weights``, ``epochs``, ``run``, ``mse``, ``r2`` (test set),
-    ``net``, ``history`` (a long DataFrame of the loss terms) and ``notes`` (remarks
-    on extreme choices, as sentences).
-    """
-    s = exp.settings
-    epochs = s.epochs_student if epochs is None else epochs
-    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
-        raise ValueError(f"epochs must be a whole number >= 0, got {epochs!r}")
-    epochs = int(epochs)
-    if not 0 <= run < s.n_runs:
-        raise ValueError(f"run must lie in 0..{s.n_runs - 1}, got {run!r}")
-    hp = round(1.0 - hard, 10) if hp is None else hp
-    loss = DistillationLoss(hard=hard, hp=hp, gr=gr)  # ValueError for impossible weights
-    teacher_net = exp.teachers(teacher)[run] if loss.needs_teacher else None
-    net = initial_student(run, s.n_features).to(exp.device)
-    data = exp.data
-    history = train(
-        net, data.X_train, data.y_train, loss, teacher_net,
-        num_epochs=epochs, lr=s.lr_student, weight_decay=s.weight_decay_student,
-        batch_size=s.batch_size, seed=shuffle_seed(run, _role(loss.weights, s)),
-        progress=progress, desc=f"{YOURS} ({loss!r})",
-    )
-    scores = evaluate(net, data.X_test, data.y_test)
-    return {
-        "weights": {"hard": float(hard), "hp": float(hp), "gr": float(gr)},
-        "epochs": epochs,
-        "run": run,
-        "mse": scores["mse"],
-        "r2": scores["r2"],
-        "net": net,
-        "history": history.to_frame(),
-        "notes": _notes(loss.weights, epochs),
-    }
 
 
 def reference_scores(stages, names=None, run: int = 0) -> pd.DataFrame:
@@ -279,47 +213,51 @@ def reference_scores(stages, names=None, run: int = 0) -> pd.DataFrame:
         for name, data in stage.results.items():
             results.setdefault(name, data)
     names = list(names) if names is not None else list(results)
+    column = f"{run_label(run)} MSE"
     rows = [
         {"model": n, "mean MSE": float(np.mean(results[n]["mse"])),
-         f"run {run + 1} MSE": float(results[n]["mse"][run])}
+         column: float(results[n]["mse"][run])}
         for n in names if n in results
     ]
-    return pd.DataFrame(rows, columns=["model", "mean MSE", f"run {run + 1} MSE"])
+    return pd.DataFrame(rows, columns=["model", "mean MSE", column])
 
 
 def _describe(result: dict, references: pd.DataFrame) -> str:
     w = result["weights"]
-    weights = " · ".join(f"{t} {w[t]:g}" for t in ("hard", "hp", "gr") if t in w)
+    weights = " · ".join(f"{t} {w[t]:g}" for t in ("hard", "hp", "gr") if w.get(t))
     lines = [
-        *result["notes"],
-        f"{YOURS} (run {result['run'] + 1}, {weights}, {result['epochs']} epochs): "
-        f"test MSE {result['mse']:.4f}, R² {result['r2']:.3f}",
+        *_notes(w, result["epochs"]),
+        f"{YOURS} ({run_label(result['run'])}, {weights}, {result['epochs']} epochs, "
+        f"batch {result['batch_size']}): test MSE {result['mse']:.4f}, R² {result['r2']:.3f}",
     ]
+    if result["role"] in set(references["model"]):
+        lines.append(f"(Same loss, teacher and batches as {result['role']}.)")
     if not references.empty:
         lines += ["", "The stage's students for comparison:",
                   references.to_string(index=False, float_format=lambda v: f"{v:.4f}")]
     return "\n".join(lines)
 
 
-def _retrain_and_show(out, exp, references, run, curves: bool, **kwargs) -> dict | None:
+def _retrain_and_show(out, exp, references, run, curves: bool, weights: dict,
+                      **kwargs) -> dict | None:
     """Retrain (progress bar in ``out`` in a notebook), then show the result or the reason
     it could not be trained. Returns the result, or None."""
     show(out, "Training…")
     problem = None
     with out:  # in a kernel this swallows exceptions (printing a traceback): catch inside
         try:
-            result = retrain_student(exp, run=run, progress=exp.progress, **kwargs)
+            result = exp.retrain_student(weights, run=run, **kwargs)
         except (ValueError, FloatingPointError) as exc:
             problem = exc
     if problem is not None:
         show(out, f"Cannot retrain with these settings: {problem}")
         return None
-    run_col = f"run {run + 1} MSE"
-    scores = {YOURS: result["mse"], **dict(zip(references["model"], references[run_col]))}
+    column = f"{run_label(run)} MSE"
+    scores = {YOURS: result["mse"], **dict(zip(references["model"], references[column]))}
     history = result["history"] if curves else None
     fig = plots.retrained_student(result["net"], exp.data, scores, YOURS, history=history)
-    fig.axes[-1].set_title(f"Run {run + 1}: test MSE beside the stage's students",
-                           fontsize="medium")
+    fig.axes[-1].set_title(f"{run_label(run).capitalize()}: test MSE beside the stage's "
+                           "students", fontsize="medium")
     show(out, _describe(result, references), fig)
     return result
 
@@ -333,6 +271,10 @@ def _epochs_slider(settings) -> widgets.IntSlider:
 def _weight_slider(name: str, value: float) -> widgets.FloatSlider:
     return widgets.FloatSlider(value=value, min=0.0, max=1.0, step=0.05, description=name,
                                readout_format=".2f", continuous_update=False)
+
+
+def _retrain_button() -> widgets.Button:
+    return widgets.Button(description="Retrain", button_style="primary", icon="refresh")
 
 
 # ---------------------------------------------------------------- (c) the grid search, live
@@ -354,7 +296,7 @@ def retrain_explorer(exp, stages=None, run: int = 0) -> Panel:
     hp = _weight_slider("L_HP", round(1.0 - hard.value, 10))
     hp.disabled = True  # it follows the hard weight: hp = 1 - hard
     epochs = _epochs_slider(s)
-    button = widgets.Button(description="Retrain", button_style="primary", icon="refresh")
+    button = _retrain_button()
     out = widgets.Output()
     show(out, "Choose the weights and the epochs, then press Retrain.")
 
@@ -362,8 +304,9 @@ def retrain_explorer(exp, stages=None, run: int = 0) -> Panel:
         hp.value = round(1.0 - change["new"], 10)
 
     def on_click(_):
-        _retrain_and_show(out, exp, references, run, curves=False, hard=hard.value,
-                          epochs=epochs.value)
+        _retrain_and_show(out, exp, references, run, curves=False,
+                          weights={"hard": hard.value, "hp": round(1.0 - hard.value, 10)},
+                          teacher="expert", epochs=epochs.value)
 
     hard.observe(follow, names="value")
     button.on_click(on_click)
@@ -374,33 +317,44 @@ def retrain_explorer(exp, stages=None, run: int = 0) -> Panel:
 
 # ---------------------------------------------------------------- (d) the L_GR weight
 
+BATCH_SIZES = (16, 32, 64, 128, 256, 512)
+
 
 def lgr_explorer(exp, stages=None, run: int = 0) -> Panel:
-    """Sliders for the three loss weights (L_GR's first) and the epochs; Retrain trains one
-    L_GR student of run ``run`` and shows its MSE and its loss-term curves.
+    """The L_GR weight on a log scale (10⁻³ to 10⁴, or off), the hard and L_HP weights, the
+    batch size and the epochs; Retrain trains one student of run ``run`` from that run's expert and
+    shows its MSE and its loss-term curves.
 
     ``stages``: where the reference students come from (default: part 4).
     """
     s = exp.settings
     stages = stages if stages is not None else [exp.gradient_regularisation()]
-    grid_best = next((st.best for st in stages if st.best), None)
-    names = [SCRATCH, grid_best, LGR]
-    references = reference_scores(stages, [n for n in names if n], run)
+    names = [SCRATCH, DISTILLED_EXPERT, LGR]
+    references = reference_scores(stages, names, run)
 
     w = s.gr_weights
-    gr = _weight_slider("L_GR", w.get("gr", 0.3))
+    gr = widgets.FloatLogSlider(value=w.get("gr", 0.3), base=10, min=-3, max=4, step=0.25,
+                                description="L_GR", readout_format=".3g",
+                                continuous_update=False)
+    use_gr = widgets.Checkbox(value=True, description="use L_GR", indent=False)
     hard = _weight_slider("hard", w.get("hard", 0.2))
     hp = _weight_slider("L_HP", w.get("hp", 0.5))
+    batch = widgets.Dropdown(options=[b for b in BATCH_SIZES if b <= len(exp.data.X_train)],
+                             value=s.batch_size, description="batch size")
     epochs = _epochs_slider(s)
-    button = widgets.Button(description="Retrain", button_style="primary", icon="refresh")
+    button = _retrain_button()
     out = widgets.Output()
-    show(out, "Choose the weights and the epochs, then press Retrain.")
+    show(out, "Choose the weights, the batch size and the epochs, then press Retrain.")
 
     def on_click(_):
-        _retrain_and_show(out, exp, references, run, curves=True, hard=hard.value,
-                          hp=hp.value, gr=gr.value, epochs=epochs.value)
+        _retrain_and_show(out, exp, references, run, curves=True,
+                          weights={"hard": hard.value, "hp": hp.value,
+                                   "gr": gr.value if use_gr.value else 0.0},
+                          teacher="expert", epochs=epochs.value, batch_size=batch.value)
 
     button.on_click(on_click)
-    controls = {"gr": gr, "hard": hard, "hp": hp, "epochs": epochs, "retrain": button}
-    rows = [widgets.HBox([gr, hard, hp]), widgets.HBox([epochs, button])]
+    controls = {"gr": gr, "use_gr": use_gr, "hard": hard, "hp": hp, "batch_size": batch,
+                "epochs": epochs, "retrain": button}
+    rows = [widgets.HBox([gr, use_gr]), widgets.HBox([hard, hp]),
+            widgets.HBox([batch, epochs, button])]
     return Panel(controls, out, rows=rows)

@@ -22,49 +22,49 @@ def load(name):
 
 
 @pytest.fixture(scope="module")
-def seed_protocol():
-    return load("seed_protocol")
+def original_protocol():
+    return load("original_protocol")
 
 
-def test_baseline_nets_are_the_seeds(seed_protocol):
+def test_baseline_nets_are_the_seeds(original_protocol):
     pairs = [
-        (seed_protocol.teacher_net(), TeacherNet()),
-        (seed_protocol.expert_teacher_net(), ExpertTeacherNet()),
-        (seed_protocol.student_net(), StudentNet()),
+        (original_protocol.teacher_net(), TeacherNet()),
+        (original_protocol.expert_teacher_net(), ExpertTeacherNet()),
+        (original_protocol.student_net(), StudentNet()),
     ]
     for ours, theirs in pairs:
         assert count_parameters(ours) == count_parameters(theirs)
         assert [type(m) for m in ours] == [type(m) for m in theirs.layers]
 
 
-def test_scaled_epochs(seed_protocol):
-    assert seed_protocol.scaled_epochs(0.1) == (70, 60)
-    assert seed_protocol.scaled_epochs(1) == (700, 600)
-    assert seed_protocol.scaled_epochs(1e-6) == (1, 1)
+def test_scaled_epochs(original_protocol):
+    assert original_protocol.scaled_epochs(0.1) == (70, 60)
+    assert original_protocol.scaled_epochs(1) == (700, 600)
+    assert original_protocol.scaled_epochs(1e-6) == (1, 1)
     with pytest.raises(ValueError):
-        seed_protocol.scaled_epochs(0)
+        original_protocol.scaled_epochs(0)
 
 
-def test_seed_baseline_runs_every_stage(seed_protocol):
-    bench = seed_protocol.SeedProtocol(make_dataset(), runs=2, epochs_teacher=1,
+def test_original_baseline_runs_every_stage(original_protocol):
+    bench = original_protocol.OriginalProtocol(make_dataset(), runs=2, epochs_teacher=1,
                                        epochs_student=1)
-    for stage in seed_protocol.STAGES:
+    for stage in original_protocol.STAGES:
         assert bench.run(stage) > 0
-    assert list(bench.seconds) == list(seed_protocol.STAGES)
+    assert list(bench.seconds) == list(original_protocol.STAGES)
     assert len(bench.mse) == 11  # 2 teachers + scratch + 2 distilled + 5 grid + L_GR
     for name, values in bench.mse.items():
         assert len(values) == 2, name
         assert all(math.isfinite(v) and v > 0 for v in values), name
 
 
-def test_both_sides_end_to_end(seed_protocol, tmp_path, capsys):
+def test_both_sides_end_to_end(original_protocol, tmp_path, capsys):
     path = tmp_path / "bench.json"
-    out = seed_protocol.main(["--scale", "0.0015", "--runs", "2", "--json", str(path)])
+    out = original_protocol.main(["--scale", "0.0015", "--runs", "2", "--json", str(path)])
     assert out["settings"]["epochs_teacher"] == out["settings"]["epochs_student"] == 1
-    for side in ("seed", "kdteach"):
-        assert set(out["seconds"][side]) == set(seed_protocol.STAGES)
+    for side in ("original", "kdteach"):
+        assert set(out["seconds"][side]) == set(original_protocol.STAGES)
         assert all(s > 0 for s in out["seconds"][side].values())
-        assert set(out["mse"][side]) == set(out["mse"]["seed"])
+        assert set(out["mse"][side]) == set(out["mse"]["original"])
         for values in out["mse"][side].values():
             assert len(values) == 2 and all(math.isfinite(v) for v in values)
     assert json.loads(path.read_text())["seconds"] == out["seconds"]

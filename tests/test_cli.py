@@ -35,7 +35,12 @@ def test_reproduce_writes_json_csv_and_figures(tmp_path, capsys):
         "Student (Distilled with L_GR)",
     }
     assert all(len(m["mse"]) == 2 for m in doc["models"].values())
-    assert 0 <= doc["tests"]["L_GR vs best L_HP"]["p"] <= 1
+    # the original's comparison has a partner chosen on the test set: no p-value
+    assert doc["tests"]["L_GR vs best L_HP"]["p"] is None
+    matched = doc["tests"]["L_GR vs matched L_HP (0.3/0.7)"]
+    assert 0 <= matched["p"] <= 1
+    low, high = matched["ci95"]
+    assert low <= matched["mean_diff"] <= high and len(matched["diffs"]) == 2
     rows = pd.read_csv(out / "results.csv")
     assert len(rows) == 2 * len(doc["models"])
     for png in ("grid_search.png", "final_comparison.png"):

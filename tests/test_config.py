@@ -26,7 +26,7 @@ def no_cuda(monkeypatch):
 # ---------------------------------------------------------------- profiles
 
 
-def test_full_profile_is_the_seed_protocol(no_cuda):
+def test_full_profile_is_the_original_protocol(no_cuda):
     s = get_settings("full")
     assert s.profile == "full"
     assert (s.n_runs, s.epochs_teacher, s.epochs_student, s.batch_size) == (5, 700, 600, 128)

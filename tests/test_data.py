@@ -1,4 +1,4 @@
-"""Tests for kdteach.data: the seed's synthetic task, its split and scaling."""
+"""Tests for kdteach.data: the original's synthetic task, its split and scaling."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from kdteach.config import get_settings
-from kdteach.data import Dataset, dataset_for, make_dataset, target_function
+from kdteach.data import (
+    Dataset,
+    dataset_for,
+    fresh_inputs,
+    make_dataset,
+    target_function,
+    validation_split,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,14 +26,14 @@ def ds() -> Dataset:
 
 @pytest.fixture
 def keep_numpy_rng():
-    """The seed's recipe seeds numpy's global generator: put it back afterwards."""
+    """The original's recipe seeds numpy's global generator: put it back afterwards."""
     state = np.random.get_state()
     yield
     np.random.set_state(state)
 
 
-def seed_recipe():
-    """The seed notebook's data steps, written out again by hand."""
+def original_recipe():
+    """The original notebook's data steps, written out again by hand."""
     np.random.seed(42)
     X = np.random.uniform(-2, 2, (2000, 10))
     y_true = (
@@ -63,8 +70,8 @@ def test_default_shapes_and_dtypes(ds):
     assert ds.X_test_raw.shape == (400, 10)
 
 
-def test_numbers_equal_the_seed_recipe_exactly(ds, keep_numpy_rng):
-    X_tr, X_te, y_tr, y_te, X_tr_raw, X_te_raw = seed_recipe()
+def test_numbers_equal_the_original_recipe_exactly(ds, keep_numpy_rng):
+    X_tr, X_te, y_tr, y_te, X_tr_raw, X_te_raw = original_recipe()
     np.testing.assert_array_equal(ds.X_train.numpy(), X_tr)
     np.testing.assert_array_equal(ds.X_test.numpy(), X_te)
     np.testing.assert_array_equal(ds.y_train.numpy(), y_tr)
@@ -82,7 +89,7 @@ def test_scaler_is_fit_on_the_training_part_only(ds):
     assert not np.allclose(ds.X_test.numpy().mean(axis=0), 0, atol=1e-5)
 
 
-def test_inputs_lie_in_the_seed_range(ds):
+def test_inputs_lie_in_the_originals_range(ds):
     raw = np.concatenate([ds.X_train_raw, ds.X_test_raw])
     assert raw.min() >= -2 and raw.max() <= 2
     assert raw.min() < -1.99 and raw.max() > 1.99
@@ -228,3 +235,29 @@ def test_dataset_for_settings(monkeypatch):
     assert d.X_train.device.type == "cpu"
     e = make_dataset(n_samples=200, n_features=8, test_size=0.25)
     assert torch.equal(d.X_train, e.X_train) and torch.equal(d.y_test, e.y_test)
+
+
+def test_validation_split_carves_the_training_set_only(ds):
+    X_fit, y_fit, X_val, y_val = validation_split(ds, 0.2, seed=0)
+    assert len(X_val) == 320 and len(X_fit) == 1280
+    rows = {tuple(r) for r in ds.X_train.numpy().round(6)}
+    both = np.concatenate([X_fit.numpy(), X_val.numpy()]).round(6)
+    assert {tuple(r) for r in both} == rows  # a partition of the training rows
+    assert not ({tuple(r) for r in X_val.numpy().round(6)}
+                & {tuple(r) for r in ds.X_test.numpy().round(6)})
+    again = validation_split(ds, 0.2, seed=0)
+    assert torch.equal(again[2], X_val)
+    assert not torch.equal(validation_split(ds, 0.2, seed=1)[2], X_val)
+    with pytest.raises(ValueError, match="fraction"):
+        validation_split(ds, 1.0)
+
+
+def test_fresh_inputs_come_from_the_input_distribution(ds):
+    X = fresh_inputs(ds, 4000, seed=7)
+    assert X.shape == (4000, 10) and X.dtype == torch.float32
+    raw = ds.scaler.inverse_transform(X.numpy())
+    assert raw.min() >= -2.0 - 1e-4 and raw.max() <= 2.0 + 1e-4
+    assert abs(raw.mean()) < 0.05  # U(-2, 2) has mean 0
+    assert torch.equal(fresh_inputs(ds, 10, seed=7), X[:10])
+    with pytest.raises(ValueError, match="positive integer"):
+        fresh_inputs(ds, 0)

@@ -9,8 +9,12 @@ from kdteach.config import get_settings
 from kdteach.experiments import (
     DISTILLED,
     DISTILLED_EXPERT,
+    DISTILLED_REGULARISED,
     EXPERT,
+    FRESH,
+    HP_ONLY,
     LGR,
+    REGULARISED,
     SCRATCH,
     TEACHER,
     Experiment,
@@ -19,7 +23,8 @@ from kdteach.experiments import (
     initial_student,
     initial_teacher,
 )
-from kdteach.models import ExpertTeacherNet, StudentNet, TeacherNet
+from kdteach.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet, TeacherNet
+from kdteach.train import evaluate
 
 
 def tiny(**changes):
@@ -31,7 +36,7 @@ def same_weights(a, b):
     return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_initial_states_follow_the_seeds_order():
+def test_initial_states_follow_the_originals_order():
     torch.manual_seed(3)
     student = StudentNet()
     teacher = TeacherNet()
@@ -40,6 +45,9 @@ def test_initial_states_follow_the_seeds_order():
     assert same_weights(initial_student(3), student)
     assert same_weights(initial_teacher("teacher", 3), teacher)
     assert same_weights(initial_teacher("expert", 3), expert)
+    # the ablation teacher has the standard teacher's layers and initial weights
+    assert same_weights(initial_teacher("regularised", 3), teacher)
+    assert type(initial_teacher("regularised", 3)) is RegularisedTeacherNet
     assert not same_weights(initial_student(3), initial_student(4))
     with pytest.raises(ValueError, match="teacher kind"):
         initial_teacher("wizard", 0)
@@ -69,12 +77,12 @@ def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
     states, labels = seen[0]
     assert len(states) == 2 * 5
     for state, label in zip(states, labels):
-        run = int(label.split()[1].rstrip(":")) - 1
+        run = int(label.split()[1].rstrip(":")) - 1  # labels read "run 1: <model>"
         ref = initial_student(run).state_dict()
         assert all(torch.equal(state[k], ref[k]) for k in ref)
 
 
-def test_stage_results_use_the_seeds_names_and_shapes(tmp_path):
+def test_stage_results_use_the_originals_names_and_shapes(tmp_path):
     exp = Experiment(tiny(), cache=tmp_path, progress=False)
     stages = exp.reproduce()
     names = set(all_results(stages))
@@ -87,15 +95,23 @@ def test_stage_results_use_the_seeds_names_and_shapes(tmp_path):
             assert np.all(np.isfinite(data["mse"]))
         runs = result.runs
         assert list(runs.columns) == ["stage", "model", "run", "hard", "hp", "gr", "mse", "r2"]
-        assert set(runs["run"]) == {0, 1}
+        assert set(runs["run"]) == {1, 2}  # runs are numbered from 1 wherever people read them
         assert isinstance(result.summary, pd.DataFrame) and result.report()
     part2 = stages["expert_teacher"]
     assert part2.tests["distilled from expert vs scratch"].alternative == "less"
     final = stages["gradient_regularisation"]
-    assert final.tests["L_GR vs best L_HP"].alternative == "two-sided"
+    # the original's L_GR comparison has a partner chosen on the test set: descriptive only
+    original_test = final.tests["L_GR vs best L_HP"]
+    assert original_test.descriptive and original_test.p is None
+    matched = final.tests["L_GR vs matched L_HP (0.3/0.7)"]
+    assert (matched.b, matched.alternative, matched.descriptive) == (DISTILLED_EXPERT, "two-sided",
+                                                                     False)
+    assert stages["grid_search"].tests["best vs worst grid point"].descriptive
     assert final.best == stages["grid_search"].summary.iloc[0]["Weights"]
     hist = final.history
-    assert set(hist["term"]) == {"hard", "hp", "gr", "total"}
+    assert list(hist.columns) == ["model", "run", "epoch", "term", "loss"]
+    assert set(hist["term"]) == {"hard", "hp", "gr", "total", "heldout"}
+    assert set(hist["model"]) == {LGR} and set(hist["run"]) == {1, 2}
     assert hist["epoch"].max() == 2
 
 
@@ -107,6 +123,8 @@ def test_a_stage_runs_alone_then_comes_from_the_cache(tmp_path, monkeypatch):
         "students-gradient_regularisation", "students-grid_search", "students-standard_teacher",
         "teacher-run0", "teacher-run1",
     ]
+    again = Experiment(tiny(), cache=tmp_path, progress=False)
+    assert set(again.teacher_history("expert")["run"]) == {1, 2}
 
     def no_training(*args, **kwargs):
         raise AssertionError("everything should come from the cache")
@@ -160,3 +178,124 @@ def test_same_settings_give_bit_identical_results_twice():
 def test_unknown_stage():
     with pytest.raises(ValueError, match="valid stages"):
         Experiment(tiny(), cache=False, progress=False).run("part5")
+
+
+# ---------------------------------------------------------------- the lessons' stages
+
+
+@pytest.fixture(scope="module")
+def lessons(tmp_path_factory):
+    exp = Experiment(tiny(), cache=tmp_path_factory.mktemp("cache"), progress=False)
+    return exp, {stage: exp.run(stage) for stage in experiments.LESSON_STAGES}
+
+
+def test_heldout_mse_per_epoch_is_the_test_mse_of_the_final_weights(lessons):
+    exp, _ = lessons
+    history = exp.teacher_history("teacher")
+    last = history[(history["term"] == "heldout") & (history["epoch"] == 2)]
+    for run, net in enumerate(exp.teachers("teacher"), start=1):
+        value = last[last["run"] == run]["loss"].item()
+        assert value == pytest.approx(evaluate(net, exp.data.X_test, exp.data.y_test)["mse"],
+                                      rel=1e-5)
+
+
+def test_fresh_inputs_students_take_the_same_number_of_steps(lessons, monkeypatch):
+    exp, stages = lessons
+    result = stages["fresh_inputs_teacher"]
+    assert set(result.results) == {TEACHER, SCRATCH, DISTILLED, HP_ONLY["teacher"],
+                                   FRESH["teacher"]}
+    assert len(exp.fresh_inputs()) == exp.settings.fresh_factor * len(exp.data.X_train)
+    seen = {}
+    original = experiments.train_many
+
+    def spy(nets, X, *args, **kwargs):
+        seen[kwargs["labels"][0]] = (len(X), kwargs["num_epochs"], kwargs["batch_size"])
+        return original(nets, X, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "train_many", spy)
+    settings = tiny(epochs_student=10)
+    Experiment(settings, cache=False, progress=False).fresh_inputs_stage("teacher")
+    (n_only, e_only, b), (n_fresh, e_fresh, _) = (
+        seen[f"run 1: {HP_ONLY['teacher']}"], seen[f"run 1: {FRESH['teacher']}"])
+    assert n_fresh == 5 * n_only and e_only == 10 and e_fresh == 2
+    assert -(-n_only // b) * e_only == pytest.approx(-(-n_fresh // b) * e_fresh, rel=0.05)
+
+
+def test_expert_ablation_pairs_the_regularised_teacher_with_the_standard_one(lessons):
+    exp, stages = lessons
+    result = stages["expert_ablation"]
+    assert {REGULARISED, TEACHER, EXPERT, DISTILLED_REGULARISED} <= set(result.results)
+    assert exp.teacher_key("regularised", 0)["weight_decay"] == exp.settings.weight_decay_expert
+    assert exp.teacher_key("regularised", 0)["shuffle"] == "teacher"
+    assert all(type(net) is RegularisedTeacherNet for net in exp.teachers("regularised"))
+    assert result.tests["regularised teacher vs teacher"].alternative == "two-sided"
+
+
+def test_model_selection_chooses_on_validation_never_on_test(lessons, monkeypatch):
+    exp, stages = lessons
+    result = stages["model_selection"]
+    table = result.validation
+    assert list(table.columns) == ["Weights", "Mean validation MSE", "Mean test MSE"]
+    assert result.chosen == table.iloc[0]["Weights"]
+    assert table["Mean validation MSE"].is_monotonic_increasing
+    X_fit, _, X_val, _ = exp.validation()
+    assert len(X_fit) + len(X_val) == len(exp.data.X_train)
+    # the choice follows the validation numbers even when the test set disagrees
+    grid = exp.grid_search()
+    flipped = {n: {"mse": [-v for v in d["mse"]], "r2": d["r2"]} for n, d in grid.results.items()}
+    monkeypatch.setattr(grid, "results", flipped)
+    exp._stages.pop("model_selection")
+    again = exp.model_selection()
+    assert again.chosen == result.chosen
+
+
+def test_retrain_student_reproduces_the_stage_student_it_matches(lessons):
+    exp, _ = lessons
+    result = exp.retrain_student({"hard": 1.0}, run=1, progress=False)
+    assert result["role"] == SCRATCH and result["teacher"] is None
+    assert result["mse"] == pytest.approx(exp.standard_teacher().results[SCRATCH]["mse"][1],
+                                          rel=1e-4)
+    # the teacher kind is part of the bookkeeping: 0.3/0.7 from the standard teacher is
+    # part 1's student, from the expert part 2's
+    assert exp.retrain_student({"hard": 0.3, "hp": 0.7}, teacher="teacher",
+                               progress=False)["role"] == DISTILLED
+    from_expert = exp.retrain_student({"hard": 0.3, "hp": 0.7}, teacher="expert",
+                                      progress=False)
+    assert from_expert["role"] == DISTILLED_EXPERT
+    assert from_expert["mse"] == pytest.approx(
+        exp.expert_teacher().results[DISTILLED_EXPERT]["mse"][0], rel=1e-4)
+    other = exp.retrain_student({"hard": 0.25, "hp": 0.75}, teacher="teacher", progress=False)
+    assert other["role"] == "Student (hard=0.25, hp=0.75, from teacher)"
+
+
+def test_retrain_student_records_terms_heldout_and_batch_size(lessons):
+    exp, _ = lessons
+    result = exp.retrain_student({"hard": 0.2, "hp": 0.5, "gr": 3.0}, batch_size=64,
+                                 progress=False)
+    assert result["weights"] == {"hard": 0.2, "hp": 0.5, "gr": 3.0}
+    assert result["batch_size"] == 64 and result["epochs"] == 2 and result["run"] == 0
+    assert set(result["history"]["term"]) == {"hard", "hp", "gr", "total", "heldout"}
+    assert result["mse"] == pytest.approx(evaluate(result["net"], exp.data.X_test,
+                                                   exp.data.y_test)["mse"])
+
+
+def test_retrain_with_zero_epochs_is_the_initial_student(lessons):
+    exp, _ = lessons
+    result = exp.retrain_student({"hard": 0.5, "hp": 0.5}, epochs=0, progress=False)
+    for p, q in zip(result["net"].parameters(), initial_student(0).parameters()):
+        assert torch.equal(p.detach().cpu(), q)
+    assert result["history"].empty
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"weights": {"hard": 0.0, "hp": 0.0}}, "at least one loss weight must be > 0"),
+    ({"weights": {"hard": 0.3}, "epochs": -1}, "epochs"),
+    ({"weights": {"hard": 0.3}, "run": 7}, "run must be one of run 1..run 2"),
+    ({"weights": {"hard": 0.3}, "teacher": "wizard"}, "teacher kind"),
+    ({"weights": {"hard": 0.3}, "batch_size": 5000}, "batch_size"),
+    ({"weights": {"hard": -0.5}}, "'hard'"),
+])
+def test_retrain_student_rejects_what_cannot_be_trained(lessons, kwargs, message):
+    exp, _ = lessons
+    with pytest.raises(ValueError, match=message):
+        exp.retrain_student(progress=False, **kwargs)

@@ -14,7 +14,7 @@ from kdteach.losses import (
     hard_loss,
     hp_loss,
     input_gradient,
-    lgr_as_in_seed,
+    lgr_as_in_original,
     mse,
     teacher_gradient_per_sample,
 )
@@ -35,8 +35,8 @@ def nets():
     return StudentNet(), TeacherNet().eval()
 
 
-def seed_lgr(student, teacher, X, y):
-    """The seed notebook's L_GR steps, written out again by hand."""
+def original_lgr(student, teacher, X, y):
+    """The original notebook's L_GR steps, written out again by hand."""
     criterion = nn.MSELoss()
     X = X.clone().requires_grad_(True)
     loss_t = criterion(teacher(X), y)
@@ -86,22 +86,22 @@ def test_gr_loss_is_mse_of_gradients():
     assert torch.allclose(gr_loss(a, b), ((a - b) ** 2).mean())
 
 
-def test_lgr_matches_the_seed_computation(batch, nets):
+def test_lgr_matches_the_original_computation(batch, nets):
     X, y = batch
     student, teacher = nets
-    ours = lgr_as_in_seed(student, teacher, X, y)
-    theirs = seed_lgr(student, teacher, X, y)
+    ours = lgr_as_in_original(student, teacher, X, y)
+    theirs = original_lgr(student, teacher, X, y)
     assert ours.item() > 0
     assert torch.allclose(ours, theirs, rtol=1e-6, atol=0)
 
 
-def test_distillation_gr_term_matches_the_seed_computation(batch, nets):
+def test_distillation_gr_term_matches_the_original_computation(batch, nets):
     X, y = batch
     student, teacher = nets
     per_sample = teacher_gradient_per_sample(teacher, X, y)
     Xg = X.clone().requires_grad_(True)
     _, terms = DistillationLoss(gr=1.0)(student(Xg), y, X=Xg, teacher_grad=per_sample / len(X))
-    assert torch.allclose(terms["gr"], seed_lgr(student, teacher, X, y), rtol=1e-5, atol=0)
+    assert torch.allclose(terms["gr"], original_lgr(student, teacher, X, y), rtol=1e-5, atol=0)
 
 
 def finite_difference_input_gradient(model, X, y, h=1e-6):
@@ -133,7 +133,7 @@ def test_lgr_matches_finite_differences_on_a_tiny_net():
 
     expected = ((fd_s - fd_t) ** 2).mean()
     assert expected.item() > 0
-    assert torch.allclose(lgr_as_in_seed(student, teacher, X, y), expected, rtol=1e-6)
+    assert torch.allclose(lgr_as_in_original(student, teacher, X, y), expected, rtol=1e-6)
     per_sample = teacher_gradient_per_sample(teacher, X, y)
     assert torch.allclose(per_sample / len(X), fd_t, rtol=1e-6, atol=1e-8)
 
@@ -187,7 +187,7 @@ def test_total_is_the_weighted_sum_of_terms(batch, nets):
     assert set(terms) == {"hard", "hp", "gr"}
     assert torch.allclose(terms["hard"], hard_loss(pred, y))
     assert torch.allclose(terms["hp"], hp_loss(pred, t_pred))
-    assert torch.allclose(terms["gr"], lgr_as_in_seed(student, teacher, X, y), rtol=1e-5)
+    assert torch.allclose(terms["gr"], lgr_as_in_original(student, teacher, X, y), rtol=1e-5)
     expected = 0.2 * terms["hard"] + 0.5 * terms["hp"] + 0.3 * terms["gr"]
     assert torch.allclose(total, expected)
     assert all(v.item() > 0 for v in terms.values())

@@ -1,4 +1,4 @@
-"""Tests for kdteach.models: the seed's three networks and the MLP builder."""
+"""Tests for kdteach.models: the original's three networks and the MLP builder."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from kdteach.models import (
     MODEL_CLASSES,
     ExpertTeacherNet,
     MLPSpec,
+    RegularisedTeacherNet,
     StudentNet,
     TeacherNet,
     count_parameters,
@@ -86,8 +87,8 @@ def test_n_features_changes_the_first_layer():
     assert count_parameters(net) == 6_977 - 3 * 64
 
 
-def seed_student(n_features: int = 10) -> nn.Sequential:
-    """The seed notebook's StudentNet body, spelled out."""
+def original_student(n_features: int = 10) -> nn.Sequential:
+    """The original notebook's StudentNet body, spelled out."""
     return nn.Sequential(
         nn.Linear(n_features, 64),
         nn.ReLU(),
@@ -99,7 +100,7 @@ def seed_student(n_features: int = 10) -> nn.Sequential:
     )
 
 
-def seed_teacher(n_features: int = 10) -> nn.Sequential:
+def original_teacher(n_features: int = 10) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(n_features, 256),
         nn.LeakyReLU(0.01),
@@ -114,22 +115,22 @@ def seed_teacher(n_features: int = 10) -> nn.Sequential:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 4])
-def test_student_initialisation_equals_the_seed_construction(seed):
+def test_student_initialisation_equals_the_originals_construction(seed):
     torch.manual_seed(seed)
     ours = StudentNet()
     torch.manual_seed(seed)
-    theirs = seed_student()
+    theirs = original_student()
     mine, other = ours.layers.state_dict(), theirs.state_dict()
     assert list(mine) == list(other)
     for key in mine:
         assert torch.equal(mine[key], other[key]), key
 
 
-def test_teacher_initialisation_equals_the_seed_construction():
+def test_teacher_initialisation_equals_the_originals_construction():
     torch.manual_seed(3)
     ours = TeacherNet()
     torch.manual_seed(3)
-    theirs = seed_teacher()
+    theirs = original_teacher()
     for (k, a), b in zip(ours.layers.state_dict().items(), theirs.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -149,16 +150,16 @@ def test_state_dict_keys_start_with_layers():
         assert all(k.startswith("layers.") for k in keys), keys
 
 
-def test_seed_state_dict_loads_into_our_student():
-    """A state_dict saved by the seed's class (``self.layers = Sequential(...)``) fits."""
+def test_original_state_dict_loads_into_our_student():
+    """A state_dict saved by the original's class (``self.layers = Sequential(...)``) fits."""
 
-    class SeedStudent(nn.Module):
+    class OriginalStudent(nn.Module):
         def __init__(self):
             super().__init__()
-            self.layers = seed_student()
+            self.layers = original_student()
 
     torch.manual_seed(11)
-    theirs = SeedStudent()
+    theirs = OriginalStudent()
     ours = StudentNet()
     ours.load_state_dict(theirs.state_dict())  # strict: same keys, same shapes
     x = torch.randn(5, 10)
@@ -224,8 +225,24 @@ def test_forward_shapes():
 
 
 def test_model_classes_registry():
-    expected = {"teacher": TeacherNet, "expert": ExpertTeacherNet, "student": StudentNet}
+    expected = {"teacher": TeacherNet, "expert": ExpertTeacherNet,
+                "regularised": RegularisedTeacherNet, "student": StudentNet}
     assert MODEL_CLASSES == expected
+
+
+def test_regularised_teacher_is_the_teacher_with_the_experts_dropout():
+    net, teacher = RegularisedTeacherNet(), TeacherNet()
+    linears = [(m.in_features, m.out_features) for m in net.layers if isinstance(m, nn.Linear)]
+    assert linears == [(m.in_features, m.out_features) for m in teacher.layers
+                       if isinstance(m, nn.Linear)]
+    drops = [m.p for m in net.layers if isinstance(m, nn.Dropout)]
+    assert drops == [0.3, 0.3, 0.3]  # as many dropout layers as the expert, same rate
+    assert drops == [m.p for m in ExpertTeacherNet().layers if isinstance(m, nn.Dropout)]
+    torch.manual_seed(5)
+    a = RegularisedTeacherNet()
+    torch.manual_seed(5)
+    b = TeacherNet()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def test_generic_mlp_spec():

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from kdteach import plots
+from kdteach import naming, plots
 from kdteach.config import get_settings
 from kdteach.experiments import (
     DISTILLED,
@@ -168,7 +168,10 @@ def test_mse_bars_highlights_one(exp):
     fig = plots.mse_bars({"a": 0.3, "b": 0.5}, highlight="b")
     (ax,) = fig.axes
     assert len(ax.patches) == 2
-    assert ax.patches[0].get_facecolor() != ax.patches[1].get_facecolor()
+    assert ax.patches[1].get_linewidth() > ax.patches[0].get_linewidth()
+    fig = plots.mse_bars({TEACHER: 0.3, SCRATCH: 0.5})
+    faces = [matplotlib.colors.to_hex(p.get_facecolor()) for p in fig.axes[0].patches]
+    assert faces == [naming.color(TEACHER), naming.color(SCRATCH)]
 
 
 def test_the_clis_figures_still_work(exp):
@@ -188,3 +191,54 @@ def test_retrained_student_with_and_without_curves(exp):
     history = history[history["model"] == SCRATCH]
     fig = plots.retrained_student(net, exp.data, {"mine": 0.4}, "mine", history=history)
     assert fig.axes[1].get_yscale() == "log"
+
+
+# ---------------------------------------------------------------- the lessons' figures
+
+
+def test_learning_curves_draw_train_and_test_per_model_with_the_noise_floor(exp):
+    history = exp.teacher_history("teacher")
+    fig = plots.learning_curves(history, [TEACHER], noise_var=0.01)
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in data_lines(ax)]
+    assert f"{TEACHER}, test" in labels and f"{TEACHER}, training" in labels
+    assert any("noise floor" in label for label in labels)
+    assert ax.get_yscale() == "log"
+    colours = {line.get_color() for line in data_lines(ax) if TEACHER in line.get_label()}
+    assert colours == {naming.color(TEACHER)}  # one colour per model
+
+
+def test_paired_differences_one_row_per_comparison(exp):
+    tests = list(exp.gradient_regularisation().tests.values())
+    fig = plots.paired_differences(tests)
+    ax = fig.axes[0]
+    assert len(ax.get_yticks()) == len(tests)
+    dots = [c for c in ax.collections if len(c.get_offsets())]
+    assert sum(len(c.get_offsets()) for c in dots) == 2 * len(tests)  # a dot per run
+    text = " ".join(t.get_text() for t in ax.get_yticklabels())
+    assert "descriptive" in text and "p = " in text
+    with pytest.raises(ValueError):
+        plots.paired_differences([])
+
+
+def test_validation_vs_test_marks_both_choices(exp):
+    selection = exp.model_selection()
+    fig = plots.validation_vs_test(selection)
+    text = " ".join(t.get_text() for t in fig.axes[0].get_yticklabels())
+    assert "chosen on validation" in text and "best on test (optimistic)" in text
+
+
+def test_gradient_shares_one_bar_per_term():
+    norms = pd.DataFrame({"term": ["hard", "hp", "gr"], "weight": [0.2, 0.5, 0.3],
+                          "loss value": [0.1, 0.01, 1e-6],
+                          "gradient norm": [0.2, 0.3, 1e-5],
+                          "share of the pull": [0.4, 0.6, 2e-5]})
+    fig = plots.gradient_shares(norms)
+    assert len(fig.axes[0].patches) == 3 and fig.axes[0].get_xscale() == "log"
+
+
+def test_stage_figures_use_each_models_colour(exp):
+    fig = plots.mse_by_model(exp.expert_teacher())
+    faces = {matplotlib.colors.to_hex(fc) for c in fig.axes[0].collections
+             for fc in c.get_facecolors()}
+    assert matplotlib.colors.to_hex(naming.color(EXPERT)) in faces

@@ -1,4 +1,4 @@
-"""Tests for kdteach.stats: summary tables, paired t-tests, improvement in percent."""
+"""Tests for kdteach.stats: summary tables, paired comparisons, change in percent."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.stats import ttest_rel
 
-from kdteach.stats import PairedTest, improvement, paired_test, summary_table
+from kdteach.stats import (
+    PairedTest,
+    change_words,
+    mean_interval,
+    paired_test,
+    percent_change,
+    summary_table,
+)
 
 RESULTS = {
     "Student (Scratch)": {
@@ -100,41 +108,75 @@ def test_order_of_models_matters_for_one_sided_tests():
     assert not less.significant(level=less.p / 2)
 
 
-def test_means_and_improvement_in_the_result():
+def test_means_differences_and_change_in_the_result():
     res = paired_test(RESULTS, "Student (Distilled)", "Student (Scratch)", alternative="less")
-    scratch = np.mean(RESULTS["Student (Scratch)"]["mse"])
-    distilled = np.mean(RESULTS["Student (Distilled)"]["mse"])
-    assert res.mean_a == pytest.approx(distilled)
-    assert res.mean_b == pytest.approx(scratch)
-    assert res.improvement_pct == pytest.approx((scratch - distilled) / scratch * 100)
+    scratch = np.asarray(RESULTS["Student (Scratch)"]["mse"])
+    distilled = np.asarray(RESULTS["Student (Distilled)"]["mse"])
+    assert res.mean_a == pytest.approx(distilled.mean())
+    assert res.mean_b == pytest.approx(scratch.mean())
+    assert res.diffs == pytest.approx(tuple(distilled - scratch))
+    assert res.mean_diff == pytest.approx((distilled - scratch).mean())
+    assert res.change_pct == pytest.approx((distilled.mean() - scratch.mean()) / scratch.mean()
+                                           * 100)
     d = res.as_dict()
     assert d["p"] == res.p and d["alternative"] == "less"
+    assert d["mean_diff"] == res.mean_diff and d["ci95"] == list(res.ci95)
+    assert res.differences()["run"].tolist() == list(range(1, len(distilled) + 1))
 
 
-def test_describe_reports_the_numbers():
+def test_ci95_is_the_t_interval_and_matches_scipy():
+    diffs = np.array([-0.02, -0.05, 0.01, -0.03, -0.04])
+    low, high = mean_interval(diffs)
+    sem = diffs.std(ddof=1) / np.sqrt(diffs.size)
+    expected = stats.t.interval(0.95, diffs.size - 1, loc=diffs.mean(), scale=sem)
+    assert (low, high) == pytest.approx(expected)
+    # the interval excludes 0 exactly when the two-sided test is significant at 5 %
+    results = {"a": {"mse": list(0.5 + diffs)}, "b": {"mse": [0.5] * 5}}
+    res = paired_test(results, "a", "b")
+    assert (res.ci95[1] < 0) == (res.p < 0.05)
+
+
+def test_descriptive_comparisons_carry_no_p_value():
+    res = paired_test(RESULTS, "Student (L_GR)", "Student (Scratch)", descriptive=True)
+    assert res.p is None and res.t is None and res.ci95 is None
+    assert not res.significant()
+    assert res.mean_diff == pytest.approx(np.mean(
+        np.subtract(RESULTS["Student (L_GR)"]["mse"], RESULTS["Student (Scratch)"]["mse"])))
+    text = res.describe()
+    assert "descriptive" in text and "p =" not in text
+
+
+def test_describe_reports_the_numbers_in_words():
     res = paired_test(RESULTS, "Student (Distilled)", "Student (Scratch)", alternative="less")
     text = res.describe()
     assert "Student (Distilled)" in text and "Student (Scratch)" in text
-    assert f"{res.p:.4f}" in text
-    assert "lower than" in text
+    assert f"{res.p:.4f}" in text and "95 % CI" in text
+    assert "a lower than b" in text
+    assert "improvement" not in text
+    assert change_words(res.change_pct) in text
     assert ("not significant" in text) == (not res.significant())
 
 
-def test_improvement_formula():
-    # (scratch - distilled) / scratch * 100
-    assert improvement([0.5], [1.0]) == pytest.approx(50.0)
-    assert improvement([1.0, 3.0], [4.0, 4.0]) == pytest.approx(50.0)  # uses the means
-    assert improvement([1.2], [1.0]) == pytest.approx(-20.0)  # worse is negative
+def test_change_in_words_never_says_negative_improvement():
+    assert change_words(-3.63) == "lower by 3.6 %"
+    assert change_words(2.63) == "higher by 2.6 %"
+    assert change_words(0.01) == "equal to within rounding"
 
 
-def test_improvement_of_the_seed_numbers():
-    """The seed printed 5.32 % from unrounded means; its rounded means give 5.33 %."""
-    value = improvement([0.4297], [0.4539])
-    assert value == pytest.approx(5.3316, abs=1e-3)
-    assert round(value, 2) == 5.33
-    assert abs(value - 5.32) < 0.02
+def test_percent_change_formula():
+    assert percent_change([0.5], [1.0]) == pytest.approx(-50.0)
+    assert percent_change([1.0, 3.0], [4.0, 4.0]) == pytest.approx(-50.0)  # uses the means
+    assert percent_change([1.2], [1.0]) == pytest.approx(20.0)  # worse is positive
+
+
+def test_percent_change_of_the_original_numbers():
+    """The original printed a 5.32 % improvement from unrounded means; its rounded means
+    give 5.33 % lower."""
+    value = percent_change([0.4297], [0.4539])
+    assert value == pytest.approx(-5.3316, abs=1e-3)
+    assert abs(abs(value) - 5.32) < 0.02
     # part 2's expert figure: 22.68 % printed, (0.4539 - 0.3509) / 0.4539
-    assert improvement([0.3509], [0.4539]) == pytest.approx(22.69, abs=0.01)
+    assert percent_change([0.3509], [0.4539]) == pytest.approx(-22.69, abs=0.01)
 
 
 def test_unequal_runs_are_rejected():

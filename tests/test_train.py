@@ -153,8 +153,8 @@ def test_generator_seed_is_accepted(ds, student_init):
     assert_same_weights(a, b)
 
 
-def seed_style_training(net, teacher, X, y, weights, num_epochs, lr, seed):
-    """The seed notebook's L_GR loop, written out again, with the teacher run on every batch.
+def original_style_training(net, teacher, X, y, weights, num_epochs, lr, seed):
+    """The original notebook's L_GR loop, written out again, with the teacher run on every batch.
 
     Only the batch order is borrowed from kdteach (``batch_indices`` with the same seed), so
     that the two can be compared weight for weight. Returns each epoch's sample-weighted mean
@@ -192,12 +192,12 @@ def seed_style_training(net, teacher, X, y, weights, num_epochs, lr, seed):
 
 @pytest.mark.parametrize("weights", [GR, {"gr": 1.0}], ids=["hard-hp-gr", "gr-only"])
 def test_precomputed_teacher_matches_a_per_batch_teacher(weights, ds, student_init, teachers):
-    """train() computes the teacher's outputs and gradients once; the seed per batch."""
+    """train() computes the teacher's outputs and gradients once; the original per batch."""
     X, y = ds.X_train[:600], ds.y_train[:600]  # the last batch holds 88
     ours, theirs = fresh_student(student_init), fresh_student(student_init)
     history = train(ours, X, y, DistillationLoss(**weights), teachers[0], num_epochs=2, lr=1e-3,
                     seed=4, progress=False)
-    gr_means = seed_style_training(theirs, teachers[0], X, y, weights, num_epochs=2, lr=1e-3,
+    gr_means = original_style_training(theirs, teachers[0], X, y, weights, num_epochs=2, lr=1e-3,
                                    seed=4)
     np.testing.assert_allclose(np.concatenate(history.epochs["gr"]), gr_means, rtol=1e-4)
     assert_same_weights(ours, theirs, atol=1e-5)
@@ -263,6 +263,51 @@ def test_batch_indices_are_fresh_permutations():
     assert not torch.equal(rows[0], rows[1])
     again = torch.cat(batch_indices(10, 4, [g1]), dim=1)[0]
     assert not torch.equal(again, rows[0])  # the next epoch shuffles again
+
+
+# ---------------------------------------------------------------- the held-out curve
+
+
+def test_heldout_mse_is_recorded_per_epoch_and_changes_nothing(ds, student_init, teachers):
+    loss = DistillationLoss(**HP)
+    plain, watched = fresh_student(student_init), fresh_student(student_init)
+    h1 = train(plain, ds.X_train, ds.y_train, loss, teachers[0], num_epochs=3, lr=1e-3, seed=4,
+               progress=False)
+    h2 = train(watched, ds.X_train, ds.y_train, loss, teachers[0], num_epochs=3, lr=1e-3,
+               seed=4, heldout=(ds.X_test, ds.y_test), progress=False)
+    assert_same_weights(plain, watched)  # only measured, never used
+    assert h1.heldout == [] and len(h2.heldout) == 3
+    assert h2.heldout[-1][0] == pytest.approx(evaluate(watched, ds.X_test, ds.y_test)["mse"],
+                                              rel=1e-5)
+    frame = h2.to_frame()
+    assert (frame["term"] == "heldout").sum() == 3
+    assert "heldout" not in set(h1.to_frame()["term"])
+
+
+def test_heldout_mse_of_a_dropout_stack_is_taken_in_eval_mode(ds):
+    torch.manual_seed(3)
+    nets = [ExpertTeacherNet(), ExpertTeacherNet()]
+    trained, history = train_many(nets, ds.X_train, ds.y_train, num_epochs=1, lr=1e-4,
+                                  heldout=(ds.X_test, ds.y_test), progress=False)
+    expected = [evaluate(net, ds.X_test, ds.y_test)["mse"] for net in trained]
+    np.testing.assert_allclose(history.heldout[0], expected, rtol=1e-5)
+
+
+def test_train_many_heldout_equals_train_heldout(ds, student_init, teachers):
+    loss = DistillationLoss(**GR)
+    h1 = train(fresh_student(student_init), ds.X_train, ds.y_train, loss, teachers[0],
+               num_epochs=2, lr=1e-3, seed=9, heldout=(ds.X_test, ds.y_test), progress=False)
+    _, h2 = train_many([fresh_student(student_init)], ds.X_train, ds.y_train, [loss],
+                       [teachers[0]], num_epochs=2, lr=1e-3, seeds=[9],
+                       heldout=(ds.X_test, ds.y_test), progress=False)
+    np.testing.assert_allclose(np.concatenate(h2.heldout), np.concatenate(h1.heldout),
+                               rtol=1e-4)
+
+
+def test_a_bad_heldout_set_is_rejected(ds, student_init):
+    with pytest.raises(ValueError, match="held-out X has 3 columns"):
+        train(fresh_student(student_init), ds.X_train, ds.y_train, num_epochs=1, lr=1e-3,
+              heldout=(ds.X_test[:, :3], ds.y_test), progress=False)
 
 
 # ---------------------------------------------------------------- many models at once

@@ -13,9 +13,7 @@ from kdteach.experiments import (
     SCRATCH,
     TEACHER,
     Experiment,
-    initial_student,
 )
-from kdteach.train import evaluate
 
 matplotlib.use("Agg")  # headless, whatever MPLBACKEND says
 
@@ -44,42 +42,12 @@ def shown(panel):
 # ---------------------------------------------------------------- the plain functions
 
 
-def test_retrain_student_defaults_follow_the_profile(exp):
-    result = widgets.retrain_student(exp, hard=0.3, progress=False)
-    assert result["weights"] == {"hard": 0.3, "hp": 0.7, "gr": 0.0}
-    assert result["epochs"] == EPOCHS and result["run"] == 0 and result["notes"] == []
-    assert result["mse"] == pytest.approx(evaluate(result["net"], exp.data.X_test,
-                                                   exp.data.y_test)["mse"])
-    terms = set(result["history"]["term"])
-    assert terms == {"hard", "hp", "total"}
-    assert result["history"]["epoch"].max() == EPOCHS
-
-
-def test_retrain_with_only_labels_reproduces_the_scratch_student(exp):
-    """hard = 1, L_HP = 0 is the scratch student: same start, same batches, same result."""
-    result = widgets.retrain_student(exp, hard=1.0, progress=False)
-    scratch = exp.standard_teacher().results[SCRATCH]["mse"][0]
-    assert result["mse"] == pytest.approx(scratch, rel=1e-4)
-    assert "from scratch" in result["notes"][0]
-
-
-def test_retrain_with_zero_epochs_is_the_initial_student(exp):
-    result = widgets.retrain_student(exp, hard=0.5, epochs=0, progress=False)
-    start = initial_student(0)
-    for p, q in zip(result["net"].parameters(), start.parameters()):
-        assert torch.equal(p.detach().cpu(), q)
-    assert result["history"].empty and "0 epochs" in result["notes"][0]
-
-
-def test_retrain_student_rejects_what_cannot_be_trained(exp):
-    with pytest.raises(ValueError, match="at least one loss weight must be > 0"):
-        widgets.retrain_student(exp, hard=0.0, hp=0.0, gr=0.0, progress=False)
-    with pytest.raises(ValueError, match="epochs"):
-        widgets.retrain_student(exp, hard=0.3, epochs=-1, progress=False)
-    with pytest.raises(ValueError, match="run must lie"):
-        widgets.retrain_student(exp, hard=0.3, run=7, progress=False)
-    with pytest.raises(ValueError, match="'hp'"):
-        widgets.retrain_student(exp, hard=1.5, progress=False)  # hp = -0.5
+def test_notes_name_the_extreme_choices():
+    assert "from scratch" in widgets._notes({"hard": 1.0, "hp": 0.0, "gr": 0.0}, 5)[0]
+    assert "never used" in widgets._notes({"hard": 0.0, "hp": 1.0, "gr": 0.0}, 5)[0]
+    assert "Only L_GR" in widgets._notes({"hard": 0.0, "hp": 0.0, "gr": 2.0}, 5)[0]
+    assert "0 epochs" in widgets._notes({"hard": 0.5, "hp": 0.5, "gr": 0.0}, 0)[0]
+    assert widgets._notes({"hard": 0.3, "hp": 0.7, "gr": 0.0}, 5) == []
 
 
 def test_reference_scores_mean_and_one_run(exp):
@@ -159,9 +127,11 @@ def lgr_panel(exp):
     return widgets.lgr_explorer(exp)
 
 
-def test_lgr_explorer_starts_at_the_seeds_weights(lgr_panel):
+def test_lgr_explorer_starts_at_the_originals_weights(lgr_panel):
     c = lgr_panel.controls
-    assert (c["hard"].value, c["hp"].value, c["gr"].value) == (0.2, 0.5, 0.3)
+    assert (c["hard"].value, c["hp"].value) == (0.2, 0.5)
+    assert c["gr"].value == pytest.approx(0.3) and c["use_gr"].value
+    assert c["batch_size"].value == 128
     c["retrain"].click()
     text, figures = shown(lgr_panel)
     assert "gr 0.3" in text and LGR in text and figures == 1
@@ -169,7 +139,7 @@ def test_lgr_explorer_starts_at_the_seeds_weights(lgr_panel):
 
 def test_lgr_button_with_every_weight_zero_shows_a_message(lgr_panel):
     c = lgr_panel.controls
-    c["gr"].value, c["hard"].value, c["hp"].value = 0.0, 0.0, 0.0
+    c["use_gr"].value, c["hard"].value, c["hp"].value = False, 0.0, 0.0
     c["retrain"].click()  # must not raise
     text, figures = shown(lgr_panel)
     assert text.startswith("Cannot retrain with these settings")
@@ -177,26 +147,35 @@ def test_lgr_button_with_every_weight_zero_shows_a_message(lgr_panel):
 
 
 @pytest.mark.parametrize(
-    "gr, hard, hp, epochs, expected",
+    "gr, use_gr, hard, hp, epochs, batch, expected",
     [
-        (1.0, 0.0, 0.0, EPOCHS, "Only L_GR"),
-        (0.0, 1.0, 0.0, EPOCHS, "teacher is ignored"),
-        (0.3, 0.2, 0.5, 0, "0 epochs"),
+        (1.0, True, 0.0, 0.0, EPOCHS, 128, "Only L_GR"),
+        (1.0, False, 1.0, 0.0, EPOCHS, 128, "teacher is ignored"),
+        (0.3, True, 0.2, 0.5, 0, 128, "0 epochs"),
+        (1e4, True, 0.2, 0.5, EPOCHS, 32, "gr 10000, 3 epochs, batch 32"),
     ],
 )
-def test_lgr_button_extremes(lgr_panel, gr, hard, hp, epochs, expected):
+def test_lgr_button_extremes(lgr_panel, gr, use_gr, hard, hp, epochs, batch, expected):
     c = lgr_panel.controls
-    c["gr"].value, c["hard"].value, c["hp"].value, c["epochs"].value = gr, hard, hp, epochs
+    c["gr"].value, c["use_gr"].value, c["hard"].value, c["hp"].value = gr, use_gr, hard, hp
+    c["epochs"].value, c["batch_size"].value = epochs, batch
     c["retrain"].click()
     text, figures = shown(lgr_panel)
     assert expected in text and figures == 1
+
+
+def test_lgr_slider_reaches_ten_thousand_on_a_log_scale(lgr_panel):
+    gr = lgr_panel.controls["gr"]
+    assert isinstance(gr, ipywidgets.FloatLogSlider)
+    assert gr.base ** gr.max == pytest.approx(1e4) and gr.base ** gr.min <= 1e-3
+    assert 512 in lgr_panel.controls["batch_size"].options
 
 
 def test_a_diverging_run_is_reported_not_raised(exp, monkeypatch):
     def explode(*args, **kwargs):
         raise FloatingPointError("the loss became nan in epoch 2")
 
-    monkeypatch.setattr(widgets, "retrain_student", explode)
+    monkeypatch.setattr(Experiment, "retrain_student", explode)
     panel = widgets.retrain_explorer(exp)
     panel.controls["retrain"].click()
     assert "the loss became nan" in shown(panel)[0]
@@ -232,6 +211,6 @@ def test_messages_survive_a_kernels_output_capture(exp, monkeypatch):
     monkeypatch.setattr(ipywidgets.Output, "__exit__", lambda self, *exc: True)
     panel = widgets.lgr_explorer(exp)
     c = panel.controls
-    c["gr"].value, c["hard"].value, c["hp"].value = 0.0, 0.0, 0.0
+    c["use_gr"].value, c["hard"].value, c["hp"].value = False, 0.0, 0.0
     c["retrain"].click()
     assert shown(panel)[0].startswith("Cannot retrain with these settings")

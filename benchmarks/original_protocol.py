@@ -1,6 +1,6 @@
-"""Time the seed's whole protocol two ways in one process: the seed's own loops, and kdteach.
+"""Time the original notebook's protocol two ways in one process: its own loops, and kdteach.
 
-The baseline below re-implements what the seed notebook does, step for step, so that
+The baseline below re-implements what the original notebook does, step for step, so that
 its cost can be measured on the same machine, in the same process, with the same thread
 settings as kdteach:
 
@@ -11,19 +11,19 @@ settings as kdteach:
 * per batch: a student step, the teacher's forward pass under ``no_grad`` when it
   distils, and for L_GR two input gradients of batch-mean MSE losses (the student's with
   ``create_graph=True``);
-* the seed's run loops, stage by stage (part 1: teacher, scratch, distilled 0.3/0.7;
+* the original's run loops, stage by stage (part 1: teacher, scratch, distilled 0.3/0.7;
   part 2: expert teacher and a student distilled from it; part 3: five grid points per
   run from that run's expert; part 4: L_GR 0.2/0.5/0.3), each run starting from
   ``torch.manual_seed(i)`` and one student initial state shared by all its students.
 
 kdteach runs the same stages with ``Experiment(settings, cache=False, progress=False)``.
-Stages are interleaved (the seed's part k, then kdteach's part k) so that a change in the
+Stages are interleaved (the original's part k, then kdteach's part k) so that a change in the
 machine's load during the run hits both sides alike. Test MSEs are printed only to show
-that both sides learned; at a reduced ``--scale`` they are not the seed's numbers.
+that both sides learned; at a reduced ``--scale`` they are not the original's numbers.
 
-    python benchmarks/seed_protocol.py                 # 1/10 of the seed's epochs, 5 runs
-    python benchmarks/seed_protocol.py --scale 1       # the seed's 700/600 epochs
-    python benchmarks/seed_protocol.py --only seed --json seed.json
+    python benchmarks/original_protocol.py                 # 1/10 of the original's epochs, 5 runs
+    python benchmarks/original_protocol.py --scale 1       # the original's 700/600 epochs
+    python benchmarks/original_protocol.py --only original --json original.json
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from sklearn.metrics import mean_squared_error
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-from kdteach.experiments import (  # the seed's model names and stage order
+from kdteach.experiments import (  # the original's model names and stage order
     DISTILLED,
     DISTILLED_EXPERT,
     EXPERT,
@@ -51,8 +51,8 @@ from kdteach.experiments import (  # the seed's model names and stage order
     TEACHER,
 )
 
-SEED_EPOCHS_TEACHER = 700
-SEED_EPOCHS_STUDENT = 600
+ORIGINAL_EPOCHS_TEACHER = 700
+ORIGINAL_EPOCHS_STUDENT = 600
 BATCH_SIZE = 128
 LR_TEACHER = 1e-4
 LR_STUDENT = 1e-3
@@ -69,7 +69,7 @@ def grid_label(w: dict) -> str:
     return f"H={w['hard']}_HP={w['hp']}"
 
 
-# ------------------------------------------------------------------ the seed's networks
+# ------------------------------------------------------------------ the original's networks
 
 
 def teacher_net(n_features: int = 10) -> nn.Sequential:
@@ -104,7 +104,7 @@ def student_net(n_features: int = 10) -> nn.Sequential:
     )
 
 
-# ------------------------------------------------------------------ the seed's loops
+# ------------------------------------------------------------------ the original's loops
 
 mse_loss = nn.MSELoss()
 
@@ -147,7 +147,7 @@ def train_student_gradient_distillation(student, teacher, loader, optimizer, epo
             optimizer.zero_grad()
             with torch.no_grad():
                 target = teacher(xb)
-                mse_loss(target, yb)  # computed and unused in the seed; kept for its cost
+                mse_loss(target, yb)  # computed and unused in the original; kept for its cost
             teacher_loss = mse_loss(teacher(xb), yb)
             grad_t = torch.autograd.grad(
                 teacher_loss, xb, grad_outputs=torch.ones_like(teacher_loss)
@@ -177,8 +177,8 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-class SeedProtocol:
-    """The seed's four parts, run in order on one in-memory state like the notebook's."""
+class OriginalProtocol:
+    """The original's four parts, run in order on one in-memory state like the notebook's."""
 
     def __init__(self, data, runs: int, epochs_teacher: int, epochs_student: int,
                  device="cpu"):
@@ -261,7 +261,7 @@ class SeedProtocol:
             self._record(LGR, student)
 
     def run(self, stage: str) -> float:
-        """Run one stage (in the seed's order) and return its wall-clock seconds."""
+        """Run one stage (in the original's order) and return its wall-clock seconds."""
         _sync(self.device)
         start = time.perf_counter()
         getattr(self, stage)()
@@ -280,12 +280,12 @@ def kdteach_experiment(runs: int, epochs_teacher: int, epochs_student: int, devi
     settings = get_settings("full", device=device, n_runs=runs,
                             epochs_teacher=epochs_teacher, epochs_student=epochs_student)
     exp = Experiment(settings, cache=False, progress=False)
-    _ = exp.data  # built before the clock starts, as the seed's data are
+    _ = exp.data  # built before the clock starts, as the original's data are
     return exp
 
 
 def run_kdteach_stage(exp, stage: str) -> float:
-    """One kdteach stage; the global RNG is left as it was, so the interleaved seed
+    """One kdteach stage; the global RNG is left as it was, so the interleaved original
     baseline draws the same shuffles it would draw alone."""
     with torch.random.fork_rng(devices=[]):
         return exp.run(stage).seconds
@@ -302,24 +302,24 @@ def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int =
     """Every stage, interleaved: ``{"seconds": {side: {stage: s}}, "mse": {side: {...}}}``."""
     from kdteach.data import make_dataset
 
-    sides = ("seed", "kdteach") if only == "both" else (only,)
-    seed = exp = None
-    if "seed" in sides:
-        seed = SeedProtocol(make_dataset(), runs, epochs_teacher, epochs_student, device)
+    sides = ("original", "kdteach") if only == "both" else (only,)
+    original = exp = None
+    if "original" in sides:
+        original = OriginalProtocol(make_dataset(), runs, epochs_teacher, epochs_student, device)
     if "kdteach" in sides:
         exp = kdteach_experiment(runs, epochs_teacher, epochs_student, device)
     seconds = {side: {} for side in sides}
     for stage in STAGES:
-        if seed is not None:
-            seconds["seed"][stage] = seed.run(stage)
+        if original is not None:
+            seconds["original"][stage] = original.run(stage)
         if exp is not None:
             seconds["kdteach"][stage] = run_kdteach_stage(exp, stage)
         if verbose:
             done = ", ".join(f"{side} {seconds[side][stage]:.1f} s" for side in sides)
             print(f"  {stage}: {done} (load average {load_average()})", flush=True)
     mse = {}
-    if seed is not None:
-        mse["seed"] = seed.mse
+    if original is not None:
+        mse["original"] = original.mse
     if exp is not None:
         mse["kdteach"] = kdteach_mse(exp)
     return {"seconds": seconds, "mse": mse}
@@ -360,8 +360,8 @@ def load_average():
 def scaled_epochs(scale: float) -> tuple[int, int]:
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"--scale must be a number > 0, got {scale!r}")
-    return (max(1, round(SEED_EPOCHS_TEACHER * scale)),
-            max(1, round(SEED_EPOCHS_STUDENT * scale)))
+    return (max(1, round(ORIGINAL_EPOCHS_TEACHER * scale)),
+            max(1, round(ORIGINAL_EPOCHS_STUDENT * scale)))
 
 
 def _fmt(x, spec):
@@ -370,11 +370,11 @@ def _fmt(x, spec):
 
 
 def format_times(seconds: dict) -> str:
-    seed, kd = seconds.get("seed", {}), seconds.get("kdteach", {})
-    lines = [f"{'stage':<26}{'seed loop s':>13}{'kdteach s':>12}{'seed/kdteach':>14}"]
-    rows = [(stage, seed.get(stage), kd.get(stage)) for stage in STAGES]
+    orig, kd = seconds.get("original", {}), seconds.get("kdteach", {})
+    lines = [f"{'stage':<26}{'original loop s':>13}{'kdteach s':>12}{'original/kdteach':>14}"]
+    rows = [(stage, orig.get(stage), kd.get(stage)) for stage in STAGES]
     rows.append(("total",
-                 sum(seed.values()) if seed else None,
+                 sum(orig.values()) if orig else None,
                  sum(kd.values()) if kd else None))
     for name, s, k in rows:
         ratio = s / k if s is not None and k else None
@@ -383,11 +383,11 @@ def format_times(seconds: dict) -> str:
 
 
 def format_mse(mse: dict) -> str:
-    seed, kd = mse.get("seed", {}), mse.get("kdteach", {})
-    names = list(dict.fromkeys([*seed, *kd]))
-    lines = [f"{'model (mean test MSE)':<34}{'seed loop':>11}{'kdteach':>11}"]
+    orig, kd = mse.get("original", {}), mse.get("kdteach", {})
+    names = list(dict.fromkeys([*orig, *kd]))
+    lines = [f"{'model (mean test MSE)':<34}{'original loop':>11}{'kdteach':>11}"]
     for name in names:
-        s = float(np.mean(seed[name])) if name in seed else None
+        s = float(np.mean(orig[name])) if name in orig else None
         k = float(np.mean(kd[name])) if name in kd else None
         lines.append(f"{name:<34}{_fmt(s, '11.4f')}{_fmt(k, '11.4f')}")
     return "\n".join(lines)
@@ -396,9 +396,9 @@ def format_mse(mse: dict) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=float, default=0.1,
-                   help="fraction of the seed's 700/600 epochs (default 0.1: 70/60)")
-    p.add_argument("--runs", type=int, default=5, help="paired runs (default 5, the seed's)")
-    p.add_argument("--only", choices=("both", "seed", "kdteach"), default="both")
+                   help="fraction of the original's 700/600 epochs (default 0.1: 70/60)")
+    p.add_argument("--runs", type=int, default=5, help="paired runs (default 5, the original's)")
+    p.add_argument("--only", choices=("both", "original", "kdteach"), default="both")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads for both sides (default: torch's choice)")
@@ -409,7 +409,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.runs < 1 or args.repeat < 1:
         p.error("--runs and --repeat must be >= 1")
-    if args.runs < 2 and args.only != "seed":
+    if args.runs < 2 and args.only != "original":
         p.error("kdteach's stages end with paired t-tests, which need --runs >= 2")
     try:
         args.epochs_teacher, args.epochs_student = scaled_epochs(args.scale)
@@ -423,7 +423,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     load_before = load_average()
-    print(f"seed protocol benchmark: {args.runs} runs, teacher {args.epochs_teacher} epochs, "
+    print(f"original protocol benchmark: {args.runs} runs, teacher {args.epochs_teacher} epochs, "
           f"students {args.epochs_student} epochs (scale {args.scale:g}), "
           f"device {args.device}, sides: {args.only}", flush=True)
     repeats = []

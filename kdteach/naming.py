@@ -1,0 +1,72 @@
+"""One name and one colour per model, and one way to number runs, for every table and figure.
+
+The names are the original notebook's own (they are the keys of ``results.json``); the
+models kdteach adds for the lessons get names in the same style. Runs are numbered from 1
+wherever a person reads them (tables, figures, widgets); code indexes them from 0.
+"""
+
+from __future__ import annotations
+
+import seaborn as sns
+
+# the original notebook's models
+TEACHER = "Teacher"
+EXPERT = "Expert Teacher"
+SCRATCH = "Student (Scratch)"
+DISTILLED = "Student (Distilled)"
+DISTILLED_EXPERT = "Student (Distilled from Expert)"
+LGR = "Student (Distilled with L_GR)"
+
+# models the lessons add
+REGULARISED = "Teacher (expert's dropout and weight decay)"
+DISTILLED_REGULARISED = "Student (Distilled from regularised Teacher)"
+HP_ONLY = {"teacher": "Student (Teacher outputs only)",
+           "expert": "Student (Expert outputs only)"}
+FRESH = {"teacher": "Student (Teacher outputs, fresh inputs)",
+         "expert": "Student (Expert outputs, fresh inputs)"}
+YOURS = "Your student"
+
+COLORS = {
+    TEACHER: "#1f77b4",  # blue
+    EXPERT: "#d62728",  # red
+    SCRATCH: "#7f7f7f",  # grey
+    DISTILLED: "#6baed6",  # light blue: from the teacher
+    DISTILLED_EXPERT: "#fc8d59",  # light red: from the expert
+    LGR: "#2ca02c",  # green
+    REGULARISED: "#9467bd",  # purple
+    DISTILLED_REGULARISED: "#c5b0d5",  # light purple
+    HP_ONLY["teacher"]: "#9ecae1",
+    FRESH["teacher"]: "#08519c",
+    HP_ONLY["expert"]: "#fdae6b",
+    FRESH["expert"]: "#a63603",
+    YOURS: "#e377c2",  # pink
+}
+
+
+def grid_name(weights: dict) -> str:
+    """The original's label of a grid point, e.g. ``H=0.1_HP=0.9``."""
+    return f"H={weights['hard']:g}_HP={weights['hp']:g}"
+
+
+def is_grid_name(name: str) -> bool:
+    return name.startswith("H=") and "_HP=" in name
+
+
+def color(name: str) -> str:
+    """The model's colour; grid points share a yellow-to-purple ramp by their hard weight."""
+    if name in COLORS:
+        return COLORS[name]
+    if is_grid_name(name):
+        hard = float(name.split("_")[0][2:])
+        return sns.color_palette("viridis_r", as_cmap=True)(0.15 + 0.7 * hard)
+    return "#bcbd22"  # olive: anything else (a model named by the user)
+
+
+def palette(names) -> dict:
+    """``{name: colour}`` for seaborn's ``palette=``."""
+    return {name: color(name) for name in names}
+
+
+def run_label(run: int) -> str:
+    """The label of 0-based run index ``run``: ``run 1`` for 0."""
+    return f"run {run + 1}"
