@@ -523,6 +523,9 @@ class Experiment:
                 "fresh inputs vs scratch": paired_test(results, FRESH[kind], SCRATCH, "less"),
                 "fresh inputs vs 0.3/0.7 distilled": paired_test(
                     results, FRESH[kind], distilled, "two-sided"),
+                # added after the first full run showed students beside their teachers
+                "fresh inputs vs the teacher": paired_test(
+                    results, FRESH[kind], teacher, "two-sided", descriptive=True),
             }
             return self._result(stage, results, tests, models, pd.concat([h1, h2]),
                                 {only.name: only.loss.weights, fresh.name: fresh.loss.weights})
