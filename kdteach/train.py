@@ -23,6 +23,7 @@ from sklearn.metrics import mean_squared_error, r2_score
 from tqdm.auto import trange
 
 from .losses import DistillationLoss, teacher_gradient_per_sample
+from .resources import guard_memory
 from .stacked import StackedMLP
 
 # ---------------------------------------------------------------- checks
@@ -229,6 +230,7 @@ def train(
 # ---------------------------------------------------------------- many models at once
 
 
+@guard_memory
 def train_many(
     nets: list,
     X: torch.Tensor,
