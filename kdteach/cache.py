@@ -134,7 +134,10 @@ class Cache:
             if isinstance(exc, RuntimeError) and not _WRITE_FAILURE.search(str(exc)):
                 raise  # not the file system: a bug, to be seen
             self._write_failed = True
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+            if isinstance(exc, OSError):
+                reason = exc.strerror or _first_line(exc)
+            else:  # torch's own words ("unexpected pos 13056 vs 13008") would puzzle
+                reason = "the file was cut short: is the disk full?"
             warnings.warn(
                 f"cache: cannot write to {self.folder} ({reason}); continuing without caching "
                 "(free some space or set KDTEACH_CACHE to a writable folder)",
