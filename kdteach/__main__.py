@@ -4,19 +4,24 @@ Writes to ``--out`` (default ``results/``): ``results.json``, ``results.csv`` (o
 per model and run) and the seed's figures as PNG. Every file is written under a
 temporary name and renamed into place, and only once every stage has finished, so an
 interrupted run leaves no partial results (its completed teachers stay in the cache).
-Bad arguments print a one-line error and exit with code 2.
+Bad arguments print a one-line error and exit with code 2; a run that fails (training
+diverged, memory ran out, the results could not be written) prints one line and exits
+with code 1. Warnings are one line each, ``kdteach: <message>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -63,15 +68,55 @@ def _check_writable(folder: Path) -> None:
     os.unlink(probe)
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+class ResultsNotWritten(OSError):
+    """The results could not be written to ``--out``; what was there before is unchanged."""
+
+
+def _remove_quietly(path) -> None:
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _sync(path) -> None:
+    """Flush a written file to the disk, so a full disk is reported now, not at close."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.close(fd)
+
+
+def _write_temporaries(targets: list) -> list:
+    """Write every ``(path, write)`` pair to a temporary file beside ``path``; returns the
+    ``(temporary, path)`` pairs. On a failure no temporary file is left behind."""
+    written = []
+    try:
+        for path, write in targets:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            written.append((tmp, path))
+            write(tmp)
+            _sync(tmp)
+    except BaseException:
+        for tmp, _ in written:
+            _remove_quietly(tmp)
+        raise
+    return written
+
+
+def _replace_all(written: list) -> None:
+    """Rename each temporary file into place (atomic, needs no space)."""
+    left = list(written)
+    try:
+        while left:
+            os.replace(*left[0])
+            left.pop(0)
+    except BaseException:
+        for tmp, _ in left:
+            _remove_quietly(tmp)
+        raise
 
 
 def results_document(settings, stages: dict) -> dict:
@@ -87,7 +132,8 @@ def results_document(settings, stages: dict) -> dict:
 
 
 def write_outputs(out: Path, settings, stages: dict) -> list[Path]:
-    """Write results.json, results.csv and the figures into ``out``, each atomically."""
+    """Write results.json, results.csv and the figures into ``out``: all to temporary
+    files first, then each renamed into place; :class:`ResultsNotWritten` on failure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +145,6 @@ def write_outputs(out: Path, settings, stages: dict) -> list[Path]:
     document = results_document(settings, stages)
     rows = pd.concat([r.runs for r in stages.values()], ignore_index=True)
     rows = rows.drop_duplicates(subset=["model", "run"], keep="first")
-    written = []
 
     def json_writer(tmp):
         with open(tmp, "w") as f:
@@ -117,11 +162,24 @@ def write_outputs(out: Path, settings, stages: dict) -> list[Path]:
         targets.append(
             (out / name, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, format="png"))
         )
-    for path, writer in targets:
-        _write_atomic(path, writer)
-        written.append(path)
-    for fig in figures.values():
-        plt.close(fig)
+    try:
+        temporaries = _write_temporaries(targets)
+    except OSError as exc:
+        raise ResultsNotWritten(
+            f"cannot write the results to {out}/ ({exc.strerror or exc}); free some space "
+            "or choose another --out (the files already there are unchanged)"
+        ) from None
+    finally:
+        for fig in figures.values():
+            plt.close(fig)
+    try:
+        _replace_all(temporaries)
+    except OSError as exc:
+        raise ResultsNotWritten(
+            f"cannot move the results into {out}/ ({exc.strerror or exc}); "
+            "some files there may be from this run and others from before: run it again"
+        ) from None
+    written = [path for path, _ in targets]
     return written
 
 
@@ -172,19 +230,59 @@ def _one_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _fail(message: str, code: int) -> int:
+    print(f"python -m kdteach: {message}", file=sys.stderr)
+    return code
+
+
+def _memory_message(exc: BaseException, settings) -> str | None:
+    """The one-line message for running out of memory, or ``None`` for other errors."""
+    from . import resources
+
+    if isinstance(exc, resources.NotEnoughMemory):
+        return str(exc)
+    kind = resources.ran_out_of(exc)
+    if kind is None:
+        return None
+    what = f"running the experiment with {settings.n_runs} runs"
+    return resources.out_of_memory_message(kind, what)
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return "kdteach: " + " ".join(str(message).split()) + "\n"
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Show each warning as one line, ``kdteach: <message>``, without the source line
+    Python adds by default; the previous format is restored afterwards (so a notebook
+    that calls :func:`main` keeps Python's usual warnings)."""
+    previous = warnings.formatwarning
+    warnings.formatwarning = _format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
+def run(args) -> int:
+    """Run the parsed command; every expected failure is one line on stderr and an exit
+    code: 2 for bad arguments, 1 for a failed run, 130 for an interrupt."""
     try:
         settings, out = prepare(args)
     except (ValueError, RuntimeError) as exc:
-        print(f"python -m kdteach: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"error: {_one_line(exc)}", EXIT_USAGE)
     try:
         return reproduce(settings, out, args)
     except FloatingPointError as exc:
-        print(f"python -m kdteach: training failed: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return _fail(f"training failed: {_one_line(exc)}", EXIT_FAILED)
+    except ResultsNotWritten as exc:
+        return _fail(f"error: {exc}", EXIT_FAILED)
+    except (MemoryError, RuntimeError) as exc:
+        message = _memory_message(exc, settings)
+        if message is None:
+            raise
+        return _fail(f"error: {message}", EXIT_FAILED)
     except KeyboardInterrupt:
         print(
             "\npython -m kdteach: interrupted; no result files were written "
@@ -192,6 +290,13 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with one_line_warnings():
+        return run(args)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ on load, so a renamed, stale or foreign file is never trusted.
 
 * Writes are atomic: the file is written under a temporary name in the same folder,
   flushed, then renamed into place. An interrupted write leaves no entry, only at most
-  a stray temporary file that is ignored.
+  a stray temporary file that is ignored (a failed write removes its own).
 * Loads use ``torch.load(..., weights_only=True)``: tensors, numbers, strings, lists
   and dicts only, never arbitrary pickled objects.
 * A corrupt, truncated, empty or mismatched file is reported in one line (a warning)
-  and rebuilt. A folder that cannot be written is reported once and then bypassed.
+  and rebuilt. A write the file system refuses (a full disk, a quota, a read-only or
+  unwritable folder, an I/O error) leaves no file behind, is reported once, and the
+  cache is bypassed from then on: it only saves time, never changes a result.
 
 The folder is ``KDTEACH_CACHE`` when set, else ``artifacts/`` at the project root.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -31,6 +34,28 @@ FORMAT_VERSION = 1
 
 class CacheWarning(UserWarning):
     """A cache entry or folder could not be used; the work is redone instead."""
+
+
+# torch.save reports a failed write of its zip container as a RuntimeError, e.g.
+# "[enforce fail at inline_container.cc:672] . unexpected pos 832 vs 742" on a full disk
+_WRITE_FAILURE = re.compile(
+    r"inline_container|PytorchStreamWriter|file write failed|unexpected pos"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _remove(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # e.g. the file system went read-only meanwhile
+        warnings.warn(f"cache: cannot remove the partial file {path} ({exc.strerror})",
+                      CacheWarning, stacklevel=3)
 
 
 def default_cache_dir() -> Path:
@@ -77,9 +102,8 @@ class Cache:
             if entry["key"] != json.dumps(full_key, sort_keys=True, default=str):
                 raise ValueError("it was made with other settings")
         except Exception as exc:  # any unreadable file is rebuilt, never trusted
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             warnings.warn(
-                f"kdteach cache: ignoring {path.name} ({reason[:120]}); rebuilding it",
+                f"cache: ignoring {path.name} ({_first_line(exc)[:120]}); rebuilding it",
                 CacheWarning,
                 stacklevel=2,
             )
@@ -87,7 +111,9 @@ class Cache:
         return entry["payload"]
 
     def save(self, name: str, key: dict, payload) -> Path | None:
-        """Store ``payload`` atomically; on an unwritable folder warn once and carry on."""
+        """Store ``payload`` atomically. When the file system refuses (no space, quota,
+        read-only, permissions, I/O error), remove the partial file, warn once and go on
+        without caching: later saves are skipped, the run itself is unaffected."""
         if not self.enabled or self._write_failed:
             return None
         path = self.path(name, key)
@@ -104,18 +130,24 @@ class Cache:
             os.replace(tmp, path)
             tmp = None
             return path
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not _WRITE_FAILURE.search(str(exc)):
+                raise  # not the file system: a bug, to be seen
             self._write_failed = True
+            if isinstance(exc, OSError):
+                reason = exc.strerror or _first_line(exc)
+            else:  # torch's own words ("unexpected pos 13056 vs 13008") would puzzle
+                reason = "the file was cut short: is the disk full?"
             warnings.warn(
-                f"kdteach cache: cannot write to {self.folder} ({exc.strerror or exc}); "
-                "continuing without caching (set KDTEACH_CACHE to a writable folder)",
+                f"cache: cannot write to {self.folder} ({reason}); continuing without caching "
+                "(free some space or set KDTEACH_CACHE to a writable folder)",
                 CacheWarning,
                 stacklevel=2,
             )
             return None
         finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
+            if tmp is not None:
+                _remove(tmp)
 
     def load_or_build(self, name: str, key: dict, build):
         """The cached payload for ``(name, key)``, else ``build()`` — stored, then returned."""

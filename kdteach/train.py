@@ -23,6 +23,7 @@ from sklearn.metrics import mean_squared_error, r2_score
 from tqdm.auto import trange
 
 from .losses import DistillationLoss, mse, teacher_gradient_per_sample
+from .resources import guard_memory
 from .stacked import StackedMLP
 
 # ---------------------------------------------------------------- checks
@@ -260,6 +261,7 @@ def train(
 # ---------------------------------------------------------------- many models at once
 
 
+@guard_memory
 def train_many(
     nets: list,
     X: torch.Tensor,

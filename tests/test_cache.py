@@ -1,3 +1,4 @@
+import errno
 import os
 import pickle
 import threading
@@ -166,3 +167,86 @@ def test_default_folder_follows_environment(tmp_path, monkeypatch):
     assert as_cache(True).folder == tmp_path / "here"
     monkeypatch.delenv("KDTEACH_CACHE")
     assert default_cache_dir().name in ("artifacts", "kdteach")
+
+
+# ---------------------------------------------------------------- a file system that refuses
+
+ZIP_WRITER_FAILURE = "[enforce fail at inline_container.cc:672] . unexpected pos 832 vs 742"
+
+
+def refusing_save(error):
+    """A torch.save that writes part of the entry, then fails as a full disk makes it."""
+
+    def save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half an entry")
+        raise error
+
+    return save
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(code, os.strerror(code))
+     for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)]
+    + [RuntimeError(ZIP_WRITER_FAILURE)],
+    ids=["ENOSPC", "EDQUOT", "EROFS", "EACCES", "EIO", "zip-writer"],
+)
+def test_refused_write_leaves_nothing_and_warns_once(tmp_path, monkeypatch, error):
+    cache = Cache(tmp_path)
+    monkeypatch.setattr(torch, "save", refusing_save(error))
+    with pytest.warns(CacheWarning) as caught:
+        assert cache.save("x", KEY, PAYLOAD) is None
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    reason = "the file was cut short: is the disk full?"  # torch's own words would puzzle
+    if isinstance(error, OSError):
+        reason = error.strerror
+    assert message == (
+        f"cache: cannot write to {tmp_path} ({reason}); continuing without caching "
+        "(free some space or set KDTEACH_CACHE to a writable folder)"
+    )
+    assert list(tmp_path.iterdir()) == []  # no partial entry, no temporary file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: later saves are skipped silently
+        assert cache.save("y", KEY, PAYLOAD) is None
+        assert cache.load_or_build("z", KEY, lambda: PAYLOAD) is PAYLOAD
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_that_is_not_the_file_system_is_raised(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", refusing_save(RuntimeError("cannot pickle 'generator'")))
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        Cache(tmp_path).save("x", KEY, PAYLOAD)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_at_fsync_leaves_nothing(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.warns(CacheWarning, match="No space left on device"):
+        assert Cache(tmp_path).save("x", KEY, PAYLOAD) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_results_are_the_same_with_a_full_disk(tmp_path, monkeypatch):
+    """The cache only saves time: a run whose every save fails gives the same numbers as
+    a run that writes its checkpoints and a run that reads them back."""
+    from kdteach.config import get_settings
+    from kdteach.experiments import Experiment
+
+    settings = get_settings("quick", "cpu", epochs_teacher=2, epochs_student=2)
+
+    def results(cache):
+        return Experiment(settings, cache=cache, progress=False).standard_teacher().results
+
+    writing = results(Cache(tmp_path / "ok"))
+    reading = results(Cache(tmp_path / "ok"))
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", refusing_save(OSError(errno.ENOSPC, "No space left on device")))
+        with pytest.warns(CacheWarning, match="No space left on device"):
+            full = results(Cache(tmp_path / "full"))
+    assert list((tmp_path / "full").iterdir()) == []
+    assert len(list((tmp_path / "ok").glob("*.pt"))) == 3  # two teachers, one stage
+    assert full == writing == reading

@@ -1,13 +1,18 @@
+import errno
 import json
+import os
 import subprocess
 import sys
+import warnings
 
 import pandas as pd
 import pytest
 import torch
 
 from kdteach import __main__ as cli
+from kdteach.cache import CacheWarning
 from kdteach.experiments import Experiment
+from kdteach.stacked import StackedMLP
 
 TINY = ["--profile", "quick", "--runs", "2", "--epochs-teacher", "2", "--epochs-student", "2"]
 
@@ -132,3 +137,144 @@ def test_module_entry_point_exit_code():
     )
     assert proc.returncode == 2
     assert "usage: python -m kdteach" in proc.stderr
+
+
+# ---------------------------------------------------------------- when the machine runs out
+
+CPU_FAILURE = (
+    "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+    "you tried to allocate 3355443200 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
+def test_full_disk_while_writing_results_keeps_the_earlier_results(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert cli.main(["reproduce", *TINY, "--out", str(out), "--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "results.json" in before and "results.csv" in before
+    capsys.readouterr()
+
+    def full_disk(self, path, *args, **kwargs):  # the second file fills the disk
+        with open(path, "w") as f:
+            f.write("stage,model,run\nstandard_teacher,Tea")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    args = ["reproduce", *TINY, "--epochs-student", "3", "--out", str(out), "--quiet"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"python -m kdteach: error: cannot write the results to {out}/ (No space left on "
+        "device); free some space or choose another --out (the files already there are "
+        "unchanged)\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary files
+
+
+def test_out_of_memory_in_training_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    def forward(self, x):
+        raise RuntimeError(CPU_FAILURE)
+
+    monkeypatch.setattr(StackedMLP, "forward", forward)
+    out = tmp_path / "out"
+    assert cli.main(["reproduce", *TINY, "--out", str(out), "--quiet"]) == 1
+    assert capsys.readouterr().err == (
+        "python -m kdteach: error: ran out of CPU memory while training Teacher x2 runs "
+        "(2 networks stacked): use fewer runs (--runs, or n_runs in the settings) or the "
+        "quick profile (--profile quick)\n"
+    )
+    assert list(out.iterdir()) == []
+
+
+def test_out_of_memory_outside_training_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    def building(self):
+        raise RuntimeError(CPU_FAILURE)
+
+    monkeypatch.setattr(Experiment, "reproduce", building)
+    assert cli.main(["reproduce", *TINY, "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("python -m kdteach: error: ran out of CPU memory while running the "
+                          "experiment with 2 runs: use fewer runs")
+
+
+def test_an_error_that_is_not_about_memory_is_not_hidden(tmp_path, monkeypatch):
+    def bug(self):
+        raise RuntimeError("expected scalar type Float but found Double")
+
+    monkeypatch.setattr(Experiment, "reproduce", bug)
+    with pytest.raises(RuntimeError, match="scalar type"):
+        cli.main(["reproduce", *TINY, "--out", str(tmp_path / "o"), "--quiet"])
+
+
+def test_warnings_are_one_line_on_the_command_line_only(tmp_path, monkeypatch):
+    formatted = []
+
+    def warn_during_the_run(self):
+        formatted.append(warnings.formatwarning(
+            "cache: cannot write to x (No space\nleft on device)", CacheWarning, "cache.py", 7,
+            "warnings.warn(...)"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Experiment, "reproduce", warn_during_the_run)
+    assert cli.main(["reproduce", *TINY, "--out", str(tmp_path / "o"), "--quiet"]) == 130
+    assert formatted == ["kdteach: cache: cannot write to x (No space left on device)\n"]
+    # outside the command line (a notebook), Python's own format is back
+    notebook = warnings.formatwarning("m", CacheWarning, "cache.py", 7, "warnings.warn(...)")
+    assert notebook == "cache.py:7: CacheWarning: m\n  warnings.warn(...)\n"
+
+
+def run_module(args, env_extra=None, timeout=120, prefix=()):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, *prefix, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_command_line_warning_is_one_line_without_source(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    out = tmp_path / "out"
+    proc = run_module(["-m", "kdteach", "reproduce", *TINY, "--out", str(out), "--quiet"],
+                      {"KDTEACH_CACHE": str(blocker / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"kdteach: cache: cannot write to {blocker / 'cache'} (Not a directory); continuing "
+        "without caching (free some space or set KDTEACH_CACHE to a writable folder)"
+    ]
+    assert (out / "results.json").exists()
+
+
+UNDER_MEMORY_LIMIT = """
+import resource, runpy, sys
+import kdteach.experiments  # importing takes what it takes; the limit is on what follows
+with open("/proc/self/status") as f:
+    used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+limit = used + int(sys.argv.pop(1)) * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+runpy.run_module("kdteach", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, sets RLIMIT_AS")
+@pytest.mark.parametrize(
+    "runs, message",
+    [
+        # 500 teachers are built (0.2 GiB) but training them needs 5x that: refused first
+        ("500", "error: training Teacher x500 runs (500 networks stacked) needs at least"),
+        # 4000 teachers (1.8 GiB) do not fit: the allocator fails while they are built
+        ("4000", "error: ran out of CPU memory while running the experiment with 4000 runs"),
+    ],
+    ids=["foreseen", "allocator-fails"],
+)
+def test_command_line_under_a_memory_limit(tmp_path, runs, message):
+    """A real process with 512 MiB of address space beyond its imports."""
+    args = ["reproduce", "--profile", "quick", "--runs", runs, "--epochs-teacher", "1",
+            "--epochs-student", "1", "--out", str(tmp_path / "out"), "--quiet", "--no-cache"]
+    proc = run_module(["-c", UNDER_MEMORY_LIMIT, "512", *args], {"KDTEACH_DEVICE": "cpu"})
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"python -m kdteach: {message}")
+    assert "use fewer runs (--runs" in lines[0]
+    assert list((tmp_path / "out").iterdir()) == []
