@@ -61,7 +61,8 @@ bench: $(STAMP)
 
 notebooks: $(STAMP)
 	if $(HAVE_NOTEBOOKS); then \
-		KDTEACH_PROFILE=full $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		KDTEACH_PROFILE=full KDTEACH_DEVICE=cpu OMP_NUM_THREADS=1 $(BIN)/jupyter nbconvert \
+			--to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=-1 notebooks/*.ipynb; \
 	else \
 		echo "no notebooks/*.ipynb to execute"; \
