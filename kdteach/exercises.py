@@ -54,10 +54,6 @@ class Result:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
 
-    @property
-    def correct(self) -> bool:
-        return self.status == CORRECT
-
     def __repr__(self) -> str:
         return f"{_ICONS[self.status]} {self.name}: {self.status}. {self.message}"
 
