@@ -3,8 +3,9 @@
 The instructor notebooks in ``notebooks/solutions/`` are the one source: each reference
 solution sits inside its function between a ``# BEGIN SOLUTION`` and an ``# END SOLUTION``
 line. The learner notebook of the same name in ``notebooks/exercises/`` is that notebook
-with every such block replaced by a stub that raises ``NotImplementedError``, and with every
-output cleared, except that each check cell shows the verdict on an untouched stub.
+with every such block replaced by a stub that raises ``NotImplementedError`` and each check
+cell (``exercises.check("name", name)``) showing the verdict on an untouched stub; every other
+cell keeps its source and its output.
 
     python -m kdteach.exercise_notebooks          # write notebooks/exercises/ (make exercises)
     python -m kdteach.exercise_notebooks --check  # exit 1 if a learner notebook is out of date
@@ -23,6 +24,8 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+
+from .exercises import not_attempted
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS_DIR = ROOT / "notebooks" / "solutions"
@@ -88,8 +91,6 @@ def strip_solutions(source: str) -> str:
 
 
 def _stub_output(name: str) -> dict:
-    from .exercises import not_attempted
-
     result = not_attempted(name)
     return {
         "output_type": "execute_result",
