@@ -15,7 +15,7 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-gpu reproduce bench notebooks lab lint clean distclean
+.PHONY: help test test-gpu reproduce bench notebooks exercises lab lint clean distclean
 
 help:
 	@echo "kdteach make targets:"
@@ -24,6 +24,7 @@ help:
 	@echo "  make test-gpu    unit tests and notebooks on CUDA with the full profile"
 	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"
 	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
+	@echo "  make exercises   run notebooks/solutions/ and generate notebooks/exercises/ from them"
 	@echo "  make lab         open the notebooks in JupyterLab"
 	@echo "  make lint        ruff check"
 	@echo "  make clean       remove caches, results/ and artifacts/ (keeps $(VENV))"
@@ -67,6 +68,11 @@ notebooks: $(STAMP)
 	else \
 		echo "no notebooks/*.ipynb to execute"; \
 	fi
+
+exercises: $(STAMP)
+	$(CPU_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False notebooks/solutions/*.ipynb
+	$(BIN)/python -m kdteach.exercise_notebooks
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
