@@ -385,6 +385,18 @@ class Experiment:
                            summary=summary_table(results, sort=sort, label=label), tests=tests,
                            models=models, history=history, weights=weights or {}, **extra)
 
+    def fit_summary(self, models: dict) -> pd.DataFrame:
+        """Mean MSE on the training set and on the test set, in evaluation mode (dropout
+        off), of ``{name: [net per run]}``: how well each model fits the data it saw
+        against data it never saw, beside the noise floor σ²."""
+        d, rows = self.data, []
+        for name, nets in models.items():
+            train_mse = np.mean([evaluate(net, d.X_train, d.y_train)["mse"] for net in nets])
+            test_mse = np.mean([evaluate(net, d.X_test, d.y_test)["mse"] for net in nets])
+            rows.append({"model": name, "training MSE": train_mse, "test MSE": test_mse,
+                         "training MSE / σ²": train_mse / self.settings.noise ** 2})
+        return pd.DataFrame(rows).set_index("model")
+
     # -- the original's four stages ------------------------------------------
 
     def kd_job(self, name: str, teacher: str) -> StudentJob:
@@ -684,6 +696,15 @@ class Experiment:
                 "teacher": teacher if loss.needs_teacher else None, "epochs": int(epochs),
                 "batch_size": batch_size, "run": run, "role": role, "mse": scores["mse"],
                 "r2": scores["r2"], "net": net, "history": frame}
+
+
+def last_epoch(history: pd.DataFrame) -> pd.DataFrame:
+    """Each model's loss terms and test MSE in its last epoch, averaged over runs: one row
+    per model, one column per term (``heldout`` is the test MSE)."""
+    last = history[history["epoch"] == history.groupby("model")["epoch"].transform("max")]
+    table = last.groupby(["model", "term"], sort=False)["loss"].mean().unstack("term")
+    table.columns.name = None
+    return table[[t for t in ("hard", "hp", "gr", "total", "heldout") if t in table.columns]]
 
 
 def all_results(stages: dict[str, StageResult]) -> dict:

@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from .data import N_USED_FEATURES, X_HIGH, X_LOW, make_dataset, target_function
 from .experiments import StageResult
 from .naming import EXPERT, color, palette
-from .stats import PairedTest
+from .stats import PairedTest, format_p
 from .train import HELDOUT, History, predict
 
 SLIDE_SIZE = (10, 5.6)  # 16:9 at slide size
@@ -477,7 +477,7 @@ def paired_differences(tests, ax=None, title: str | None = None):
                         ha="center", fontsize="x-small", color="0.3")
         if test.ci95 is not None:
             ax.plot(test.ci95, [row, row], color="black", linewidth=3, alpha=0.6, zorder=2)
-            p = f"p = {test.p:.3f}"
+            p = format_p(test.p)
         else:
             p = "descriptive"
         ax.plot([test.mean_diff], [row], marker="|", markersize=22, color="black", zorder=4)

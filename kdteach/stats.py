@@ -62,6 +62,11 @@ def change_words(pct: float, digits: int = 1) -> str:
     return f"{direction} by {abs(pct):.{digits}f} %"
 
 
+def format_p(p: float) -> str:
+    """``p = 0.0312``, or ``p < 0.0001`` for the very small ones."""
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.4f}"
+
+
 def mean_interval(diffs, level: float = 0.95) -> tuple[float, float]:
     """The two-sided t-interval for the mean of ``diffs`` (needs >= 2 values)."""
     d = np.asarray(diffs, dtype=float)
@@ -110,7 +115,7 @@ class PairedTest:
         verdict = "significant" if self.significant(level) else "not significant"
         low, high = self.ci95
         return (f"{head}, 95 % CI [{low:+.4f}, {high:+.4f}]; paired t-test "
-                f"(H1: {HYPOTHESES[self.alternative]}) t = {self.t:.2f}, p = {self.p:.4f}, "
+                f"(H1: {HYPOTHESES[self.alternative]}) t = {self.t:.2f}, {format_p(self.p)}, "
                 f"{verdict} at {level:g}")
 
     def differences(self) -> pd.DataFrame:

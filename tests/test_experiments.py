@@ -299,3 +299,28 @@ def test_retrain_student_rejects_what_cannot_be_trained(lessons, kwargs, message
     exp, _ = lessons
     with pytest.raises(ValueError, match=message):
         exp.retrain_student(progress=False, **kwargs)
+
+
+def test_last_epoch_averages_each_models_final_terms(lessons):
+    exp, stages = lessons
+    table = experiments.last_epoch(exp.standard_teacher().history)
+    assert list(table.index) == [SCRATCH, DISTILLED]
+    assert list(table.columns) == ["hard", "hp", "total", "heldout"]
+    h = exp.standard_teacher().history
+    expected = h[(h.model == DISTILLED) & (h.term == "hp") & (h.epoch == 2)]["loss"].mean()
+    assert table.loc[DISTILLED, "hp"] == pytest.approx(expected)
+    assert np.isnan(table.loc[SCRATCH, "hp"])  # scratch has no L_HP term
+    fresh = experiments.last_epoch(stages["fresh_inputs_teacher"].history)
+    assert set(fresh.index) == {HP_ONLY["teacher"], FRESH["teacher"]}
+
+
+def test_fit_summary_scores_training_and_test_sets_in_eval_mode(lessons):
+    exp, _ = lessons
+    experts = exp.teachers("expert")
+    table = exp.fit_summary({EXPERT: experts})
+    assert list(table.columns) == ["training MSE", "test MSE", "training MSE / σ²"]
+    train_mse = np.mean([evaluate(n, exp.data.X_train, exp.data.y_train)["mse"] for n in experts])
+    assert table.loc[EXPERT, "training MSE"] == pytest.approx(train_mse)
+    assert table.loc[EXPERT, "training MSE / σ²"] == pytest.approx(train_mse / 0.01)
+    again = exp.fit_summary({EXPERT: experts})  # dropout off: the same numbers twice
+    assert again.equals(table)

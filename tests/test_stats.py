@@ -13,6 +13,7 @@ from scipy.stats import ttest_rel
 from kdteach.stats import (
     PairedTest,
     change_words,
+    format_p,
     mean_interval,
     paired_test,
     percent_change,
@@ -200,3 +201,10 @@ def test_unknown_model_is_a_key_error():
 def test_unknown_alternative_is_rejected():
     with pytest.raises(ValueError, match="two-sided"):
         paired_test(RESULTS, "Student (Distilled)", "Student (Scratch)", alternative="lower")
+
+
+def test_tiny_p_values_are_not_printed_as_zero():
+    assert format_p(0.03123) == "p = 0.0312"
+    assert format_p(3e-6) == "p < 0.0001"
+    results = {"a": {"mse": [0.1, 0.2, 0.3, 0.4]}, "b": {"mse": [0.5, 0.61, 0.69, 0.8]}}
+    assert "p < 0.0001" in paired_test(results, "a", "b", "less").describe()
