@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch
-PROFILE ?= quick
+PROFILE ?= full
 BIN = $(VENV)/bin
 
 STAMP = $(VENV)/.installed
@@ -19,7 +19,7 @@ HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 help:
 	@echo "kdteach make targets:"
-	@echo "  make reproduce   run the whole experiment (PROFILE=$(PROFILE); PROFILE=full for the original protocol)"
+	@echo "  make reproduce   run the original protocol (PROFILE=$(PROFILE); PROFILE=quick for a fast check)"
 	@echo "  make test        lint, unit tests and notebooks on CPU with the quick profile"
 	@echo "  make test-gpu    unit tests and notebooks on CUDA with the full profile"
 	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"

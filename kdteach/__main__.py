@@ -1,7 +1,7 @@
-"""``python -m kdteach reproduce``: the seed's four stages, headless, with tables and files.
+"""``python -m kdteach reproduce``: the original notebook's four stages, headless, with files.
 
 Writes to ``--out`` (default ``results/``): ``results.json``, ``results.csv`` (one row
-per model and run) and the seed's figures as PNG. Every file is written under a
+per model and run) and the original's figures as PNG. Every file is written under a
 temporary name and renamed into place, and only once every stage has finished, so an
 interrupted run leaves no partial results (its completed teachers stay in the cache).
 Bad arguments print a one-line error and exit with code 2; a run that fails (training
@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rep = commands.add_parser("reproduce", help="run the four stages and write the results")
     rep.add_argument("--profile", choices=PROFILES, default=None,
-                     help="quick (CI) or full (the seed's protocol); default KDTEACH_PROFILE "
-                          "or quick")
+                     help="full (the original notebook's protocol, the default) or quick "
+                          "(a fast check whose numbers are not the original's); default "
+                          "KDTEACH_PROFILE or full")
     rep.add_argument("--runs", type=_positive_int, help="number of paired runs")
     rep.add_argument("--epochs-teacher", type=_positive_int, help="teacher epochs")
     rep.add_argument("--epochs-student", type=_positive_int, help="student epochs")
@@ -193,7 +194,7 @@ def prepare(args):
         "epochs_student": args.epochs_student,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    profile = args.profile or os.environ.get("KDTEACH_PROFILE") or "quick"
+    profile = args.profile or os.environ.get("KDTEACH_PROFILE") or "full"
     settings = get_settings(profile, args.device, **overrides)
     if settings.n_runs < 2:
         raise ValueError("--runs must be at least 2: the paired t-tests need two runs")
@@ -205,9 +206,15 @@ def prepare(args):
     return settings, out
 
 
+QUICK_NOTICE = ("kdteach: quick profile: 2 runs of few epochs, every model undertrained; its "
+                "numbers and conclusions are not the original notebook's (use --profile full)")
+
+
 def reproduce(settings, out: Path, args) -> int:
     from .experiments import Experiment
 
+    if settings.profile == "quick" and not args.quiet:
+        print(QUICK_NOTICE, flush=True)
     exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
     start = time.perf_counter()
     stages = exp.reproduce()

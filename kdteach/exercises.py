@@ -31,7 +31,7 @@ from scipy import stats
 from .experiments import grid_name
 from .losses import hp_loss as _hp_loss
 from .losses import input_gradient as _input_gradient
-from .losses import lgr_as_in_seed, mse
+from .losses import lgr_as_in_original, mse
 from .models import ExpertTeacherNet, StudentNet, TeacherNet
 
 CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
@@ -681,7 +681,7 @@ def _check_lgr_loss(answer) -> str:
 
 def _lgr_variants(student, teacher, X, y) -> tuple[float, list]:
     t = copy.deepcopy(teacher)
-    right = float(lgr_as_in_seed(student, t, X, y).detach())
+    right = float(lgr_as_in_original(student, t, X, y).detach())
     n, d = X.shape
     g_t = _input_gradient(t, X, y)
     g_s = _input_gradient(student, X, y)

@@ -1,6 +1,6 @@
 """Training: one readable loop for one model, and the stacked engine that trains many at once.
 
-Both follow the seed: Adam, a fresh shuffle every epoch, mini-batches of 128, the
+Both follow the original notebook: Adam, a fresh shuffle every epoch, mini-batches of 128, the
 teacher in ``eval()`` mode while the student is in ``train()`` mode. Both share the
 batching (:func:`batch_indices`), the teacher's precomputed targets
 (:func:`teacher_targets`), the losses (:class:`~kdteach.losses.DistillationLoss`)

@@ -278,3 +278,17 @@ def test_command_line_under_a_memory_limit(tmp_path, runs, message):
     assert len(lines) == 1 and lines[0].startswith(f"python -m kdteach: {message}")
     assert "use fewer runs (--runs" in lines[0]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_quick_profile_says_first_that_its_numbers_are_not_the_originals(tmp_path, capsys):
+    assert cli.main(["reproduce", *TINY, "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == cli.QUICK_NOTICE
+    assert "not the original notebook's" in cli.QUICK_NOTICE
+
+
+def test_the_default_profile_is_the_originals(monkeypatch, tmp_path):
+    monkeypatch.delenv("KDTEACH_PROFILE", raising=False)
+    args = cli.build_parser().parse_args(["reproduce", "--out", str(tmp_path / "o")])
+    settings, _ = cli.prepare(args)
+    assert settings.profile == "full" and settings.epochs_teacher == 700
