@@ -26,7 +26,7 @@ def original_protocol():
     return load("original_protocol")
 
 
-def test_baseline_nets_are_the_seeds(original_protocol):
+def test_baseline_nets_are_the_originals(original_protocol):
     pairs = [
         (original_protocol.teacher_net(), TeacherNet()),
         (original_protocol.expert_teacher_net(), ExpertTeacherNet()),

@@ -71,12 +71,46 @@ def test_explains_with_latex(nb):
     assert re.search(r"\$[^$\n]+\$", prose), "at least one inline LaTeX formula"
 
 
-def test_ends_with_takeaways_and_try_it_prompts(nb):
+def test_ends_with_takeaways_and_try_it_prompts_with_answers(nb):
     last = markdown_cells(nb)[-1].source
     assert nb.cells[-1].cell_type == "markdown"
     assert "## Takeaways" in last and "## Try it" in last
-    prompts = re.findall(r"^\d+\. ", last.split("## Try it", 1)[1], re.M)
+    tries = last.split("## Try it", 1)[1]
+    prompts = re.findall(r"^\d+\. ", tries, re.M)
     assert 2 <= len(prompts) <= 3
+    answers = re.findall(r"<details><summary>Answer</summary>(.+?)</details>", tries, re.S)
+    assert len(answers) == len(prompts), "every Try it has an answer a learner can reveal"
+    assert all(len(a.split()) >= 15 for a in answers), "an answer explains, in a sentence or two"
+
+
+TRAINING_CALL = re.compile(
+    r"\.(standard_teacher|expert_teacher|grid_search|gradient_regularisation|"
+    r"fresh_inputs_stage|expert_ablation|model_selection|retrain_student)\(|"
+    r"widgets\.(retrain_explorer|lgr_explorer)\("
+)
+
+
+def test_every_cell_that_trains_says_beforehand_how_long(nb):
+    """The first cell that runs a stage (or retrains) is preceded by a measured time."""
+    seen = set()
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        calls = {m.group(0) for m in TRAINING_CALL.finditer(cell.source)} - seen
+        if not calls:
+            continue
+        seen |= calls
+        before = nb.cells[i - 1]
+        assert before.cell_type == "markdown" and "⏱" in before.source, (
+            f"cell {i} trains ({', '.join(sorted(calls))}) without a time note before it")
+        assert "2-core CPU" in before.source and "measured" in before.source
+        assert re.search(r"\d+(\.\d+)? (s|minutes?)\b", before.source), before.source
+
+
+def test_prose_says_the_original_notebook_never_the_seed(nb):
+    prose = "\n".join(c.source for c in nb.cells)
+    assert not re.search(r"\bthe seed\b|seed's|seed notebook", prose, re.I)
+    assert "../shared" not in prose
 
 
 def test_code_comes_from_kdteach_and_cells_stay_short(nb):

@@ -214,3 +214,16 @@ def test_messages_survive_a_kernels_output_capture(exp, monkeypatch):
     c["use_gr"].value, c["hard"].value, c["hp"].value = False, 0.0, 0.0
     c["retrain"].click()
     assert shown(panel)[0].startswith("Cannot retrain with these settings")
+
+
+def test_a_saved_panel_shows_its_last_figure_and_names_its_controls(exp):
+    panel = widgets.run_selector(exp.standard_teacher(), exp.data)
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["image/png"] == panel.out.outputs[-1]["data"]["image/png"]
+    assert bundle["text/plain"].startswith("An interactive panel (run)")
+    assert "Panel(children" not in bundle["text/plain"]
+    grid = widgets.retrain_explorer(exp)
+    text = grid._repr_mimebundle_()["text/plain"]
+    assert "Retrain" in text and "press Retrain" in text
+    assert "image/png" not in grid._repr_mimebundle_()  # nothing drawn yet
