@@ -13,12 +13,12 @@ the last cell, when it holds Takeaways or Try it       ``slide``
 markdown starting with ``### ``                        ``subslide``
 other markdown right after markdown                    ``-`` (same slide)
 other markdown right after code                        ``subslide``
-code right after markdown                              ``-`` (with its prose)
-code right after code                                  ``subslide``
+any other code cell                                    ``subslide``
 =====================================================  ==============
 
-So each heading opens a slide, each idea's prose stays with the code that shows it, and
-a further result of the same idea (a second table, a figure) gets a sub-slide below.
+So each heading opens a slide (reveal.js shows slides left to right), and each code cell
+with its output, a table or a figure, gets a sub-slide of its own below the prose that
+introduces it: a slide holds no more than fits on the screen.
 
 ``python -m kdteach.slides tag notebooks/*.ipynb`` writes the metadata in place (only
 where it differs); ``check`` lists the cells that do not follow the rules; ``build``
@@ -73,7 +73,7 @@ def slide_types(nb) -> list[str]:
             else:
                 kind = "-" if previous.cell_type == "markdown" else "subslide"
         else:
-            kind = "-" if previous.cell_type == "markdown" else "subslide"
+            kind = "subslide"
         types.append(kind)
         previous = cell
     return types

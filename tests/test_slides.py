@@ -20,19 +20,19 @@ def lesson_like():
         new_markdown_cell("# 07 · A lesson\n\nWhat it covers, with $x^2$."),  # slide
         new_markdown_cell("## 1. First idea\n\nProse."),  # slide
         new_code_cell("# extra code: the plot style\nplots.use_style()"),  # skip
-        new_code_cell("run()"),  # - (right after markdown, the skipped cell ignored)
-        new_code_cell("table()"),  # subslide (code after code)
+        new_code_cell("run()"),  # subslide (code)
+        new_code_cell("table()"),  # subslide (code)
         new_markdown_cell("More prose about the table."),  # subslide (markdown after code)
         new_markdown_cell("And a second paragraph."),  # - (markdown after markdown)
-        new_code_cell("fig()"),  # -
+        new_code_cell("fig()"),  # subslide
         new_markdown_cell("### A detail\n\nText."),  # subslide
-        new_code_cell("detail()"),  # -
+        new_code_cell("detail()"),  # subslide
         new_markdown_cell("Closing words.\n\n## Takeaways\n\n- one\n\n## Try it\n\n1. a\n2. b"),
     ])
 
 
-EXPECTED = ["slide", "slide", "skip", "-", "subslide", "subslide", "-", "-", "subslide", "-",
-            "slide"]
+EXPECTED = ["slide", "slide", "skip", "subslide", "subslide", "subslide", "-", "subslide",
+            "subslide", "subslide", "slide"]
 
 
 def test_rules_give_each_cell_its_slide_type():
@@ -42,7 +42,7 @@ def test_rules_give_each_cell_its_slide_type():
 def test_a_heading_after_code_and_raw_cells():
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_markdown_cell("## Next"),
                              nbformat.v4.new_raw_cell("raw"), new_code_cell("y = 2")])
-    assert slides.slide_types(nb) == ["slide", "slide", "skip", "-"]
+    assert slides.slide_types(nb) == ["slide", "slide", "skip", "subslide"]
 
 
 def test_tag_writes_the_rules_and_check_finds_departures():
