@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         for deck in build_decks(args.notebooks, args.out):
             print(f"wrote {deck}")
         return 0
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         print(f"python -m kdteach.slides: error: {exc}", file=sys.stderr)
         return 2
 

@@ -143,12 +143,11 @@ def _fit_titles(fig: Figure) -> None:
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         room = ax.get_window_extent(renderer).width
-        for title in (ax.title, ax._left_title, ax._right_title):
-            width = title.get_window_extent(renderer).width
-            if title.get_text() and width > room:
-                lines = title.get_text().splitlines()
-                chars = max(8, int(max(map(len, lines)) * room / width))
-                title.set_text("\n".join(textwrap.fill(line, chars) for line in lines))
+        width = ax.title.get_window_extent(renderer).width
+        if ax.title.get_text() and width > room:
+            lines = ax.title.get_text().splitlines()
+            chars = max(8, int(max(map(len, lines)) * room / width))
+            ax.title.set_text("\n".join(textwrap.fill(line, chars) for line in lines))
 
 
 def draw(entry: TalkFigure, exp: Experiment) -> Figure:

@@ -51,9 +51,6 @@ def _write_json(path: Path, data) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server on the lessons' copies: ``(base_url, token)``."""
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install -y chromium (make test-browser "
-                    f"installs it), or set KDTEACH_CHROMIUM")
     home = tmp_path_factory.mktemp("lab")
     work = home / "notebooks"
     shutil.copytree(ROOT / "notebooks", work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
@@ -116,6 +113,9 @@ def _stop(server: subprocess.Popen) -> None:
 def browser():
     from playwright.sync_api import sync_playwright
 
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"no chromium at {CHROMIUM}: apt-get install -y chromium (make test-browser "
+                    f"installs it), or set KDTEACH_CHROMIUM")
     shutil.rmtree(SHOTS, ignore_errors=True)  # this run's screenshots only
     SHOTS.mkdir(parents=True)
     with sync_playwright() as p:
