@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch
 PROFILE ?= full
+CHROMIUM ?= /usr/bin/chromium
 BIN = $(VENV)/bin
 
 STAMP = $(VENV)/.installed
@@ -15,13 +16,16 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-gpu reproduce bench notebooks exercises lab lint clean distclean
+.PHONY: help test test-gpu test-browser reproduce bench notebooks exercises lab lint slides site clean distclean
 
 help:
 	@echo "kdteach make targets:"
 	@echo "  make reproduce   run the original protocol (PROFILE=$(PROFILE); PROFILE=quick for a fast check)"
 	@echo "  make test        lint, unit tests and notebooks on CPU with the quick profile"
 	@echo "  make test-gpu    unit tests and notebooks on CUDA with the full profile"
+	@echo "  make test-browser  JupyterLab and a slide deck checked in chromium (make test runs it)"
+	@echo "  make slides      one offline reveal.js deck per lesson, in slides/"
+	@echo "  make site        the lessons (and solutions) as an offline web site, in site/"
 	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"
 	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
 	@echo "  make exercises   run notebooks/solutions/ and generate notebooks/exercises/ from them"
@@ -45,6 +49,14 @@ test: $(STAMP)
 	else \
 		echo "no notebooks/*.ipynb yet: skipping notebook tests"; \
 	fi
+	if $(HAVE_NOTEBOOKS); then $(MAKE) --no-print-directory test-browser; fi
+
+test-browser: $(STAMP) $(CHROMIUM)
+	KDTEACH_DEVICE=cpu OMP_NUM_THREADS=1 KDTEACH_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -m browser -p no:cacheprovider tests/browser
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests (needs root)"
+	apt-get update && apt-get install -y chromium
 
 test-gpu: $(STAMP)
 	$(GPU_ENV) $(BIN)/python -m pytest tests
@@ -74,6 +86,12 @@ exercises: $(STAMP)
 		--ExecutePreprocessor.record_timing=False notebooks/solutions/*.ipynb
 	$(BIN)/python -m kdteach.exercise_notebooks
 
+slides: $(STAMP)
+	$(BIN)/python -m kdteach.slides build notebooks/*.ipynb --out slides
+
+site: $(STAMP)
+	KDTEACH_PROFILE=$(PROFILE) $(BIN)/python -m kdteach.site --notebooks notebooks --out site
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
@@ -81,7 +99,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS) $(wildcard notebooks)
 
 clean:
-	rm -rf results/ artifacts/ build/ dist/ .pytest_cache/ .ruff_cache/ .coverage
+	rm -rf results/ artifacts/ build/ dist/ slides/ site/ .pytest_cache/ .ruff_cache/ .coverage
 	find . -path ./$(VENV) -prune -o \
 		\( -name __pycache__ -o -name .ipynb_checkpoints -o -name '*.egg-info' \) \
 		-type d -prune -exec rm -rf {} +

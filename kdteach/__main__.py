@@ -59,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="results", help="output folder (default: results/)")
     rep.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     rep.add_argument("--quiet", action="store_true", help="no progress bars and no tables")
+
+    fig = commands.add_parser("figures", help="write every lesson figure at talk size (16:9), "
+                                              "as PNG and SVG")
+    fig.add_argument("--out", required=True, help="output folder for the figures")
+    fig.add_argument("--only", nargs="+", metavar="NAME", help="just these figures (file names "
+                     "without suffix, e.g. 03_grid_search)")
+    fig.add_argument("--profile", choices=PROFILES, default=None,
+                     help="quick or full; default KDTEACH_PROFILE or quick")
+    fig.add_argument("--runs", type=_positive_int, help="number of paired runs")
+    fig.add_argument("--epochs-teacher", type=_positive_int, help="teacher epochs")
+    fig.add_argument("--epochs-student", type=_positive_int, help="student epochs")
+    fig.add_argument("--device", choices=DEVICES, default=None, help="auto, cpu or cuda")
+    fig.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    fig.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -232,6 +246,35 @@ def reproduce(settings, out: Path, args) -> int:
     return 0
 
 
+def figures(args) -> int:
+    """``python -m kdteach figures``: the lessons' figures at talk size, from the cache."""
+    from .experiments import Experiment
+    from .talk_figures import by_name, write_figures
+
+    try:
+        settings, out = prepare(args)
+        entries = by_name(args.only)
+    except (ValueError, RuntimeError) as exc:
+        return _fail(f"error: {_one_line(exc)}", EXIT_USAGE)
+    exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
+    try:
+        written = write_figures(exp, out, names=[e.name for e in entries],
+                                progress=not args.quiet)
+    except FloatingPointError as exc:
+        return _fail(f"training failed: {_one_line(exc)}", EXIT_FAILED)
+    except (MemoryError, RuntimeError) as exc:
+        message = _memory_message(exc, settings)
+        if message is None:
+            raise
+        return _fail(f"error: {message}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        print("\npython -m kdteach: interrupted; the figures already written stay in place",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"wrote {len(written)} files ({len(entries)} figures, PNG and SVG) to {out}/")
+    return 0
+
+
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -275,6 +318,8 @@ def one_line_warnings():
 def run(args) -> int:
     """Run the parsed command; every expected failure is one line on stderr and an exit
     code: 2 for bad arguments, 1 for a failed run, 130 for an interrupt."""
+    if args.command == "figures":
+        return figures(args)
     try:
         settings, out = prepare(args)
     except (ValueError, RuntimeError) as exc:

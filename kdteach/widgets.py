@@ -37,12 +37,33 @@ from .train import evaluate
 
 
 class Panel(widgets.VBox):
-    """A VBox that remembers its controls (by name) and its output area."""
+    """A VBox that remembers its controls (by name) and its output area.
+
+    Where no widget can be drawn (a static viewer of a saved notebook), it shows its last
+    figure and a line naming its controls instead of ``Panel(children=…)``.
+    """
 
     def __init__(self, controls: dict, out: widgets.Output, rows=None, **kwargs):
         super().__init__(children=[*(rows or controls.values()), out], **kwargs)
         self.controls = controls
         self.out = out
+
+    def __repr__(self):
+        names = ", ".join(getattr(c, "description", "") or name
+                          for name, c in self.controls.items())
+        text = output_text(self.out).strip().splitlines()
+        shown = f" It shows: {text[0]}" if text else ""
+        return (f"An interactive panel ({names}): run the notebook in JupyterLab to use "
+                f"it.{shown}")
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs) or {"text/plain": repr(self)}
+        data["text/plain"] = repr(self)
+        images = [item["data"]["image/png"] for item in self.out.outputs
+                  if "image/png" in item.get("data", {})]
+        if images:
+            data["image/png"] = images[-1]
+        return data
 
 
 def _figure_output(fig) -> dict:
