@@ -93,7 +93,7 @@ site: $(STAMP)
 	KDTEACH_PROFILE=$(PROFILE) $(BIN)/python -m kdteach.site --notebooks notebooks --out site
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	OMP_NUM_THREADS=1 $(BIN)/jupyter lab notebooks/
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS) $(wildcard notebooks)

@@ -8,6 +8,8 @@ stage's results and loss history.
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -319,7 +321,7 @@ def mse_by_model(stage: StageResult, ax=None, include_teachers: bool = True):
                    edgecolor="black", s=45, zorder=2)
         first = one_run.iloc[0]
         ax.annotate(str(run), (first["mse"], position[first["model"]]), xytext=(0, 7),
-                    textcoords="offset points", ha="center", fontsize="small", color="0.3")
+                    textcoords="offset points", ha="center", fontsize="medium", color="0.3")
     ax.set_title(f"{stage.title}: test MSE of every run\n(dots joined by a line are one run, "
                  "numbered above the first model; lower is better)", fontsize="medium")
     ax.set_xlabel("test MSE")
@@ -474,14 +476,15 @@ def paired_differences(tests, ax=None, title: str | None = None):
                    s=50, zorder=3)
         for run, d in enumerate(diffs, start=1):
             ax.annotate(str(run), (d, row), xytext=(0, 7), textcoords="offset points",
-                        ha="center", fontsize="x-small", color="0.3")
+                        ha="center", fontsize="medium", color="0.3")
         if test.ci95 is not None:
             ax.plot(test.ci95, [row, row], color="black", linewidth=3, alpha=0.6, zorder=2)
             p = format_p(test.p)
         else:
             p = "descriptive"
         ax.plot([test.mean_diff], [row], marker="|", markersize=22, color="black", zorder=4)
-        labels.append(f"{test.a}\n− {test.b}\n({p})")
+        lines = [*textwrap.wrap(test.a, 34), *textwrap.wrap(f"− {test.b} ({p})", 34)]
+        labels.append("\n".join(lines))
     ax.axvline(0.0, color="tab:red", linewidth=1.2)
     ax.set_yticks(range(len(tests)), labels, fontsize="small")
     ax.set_ylim(len(tests) - 0.5, -0.5)
@@ -517,7 +520,7 @@ def validation_vs_test(selection: StageResult, ax=None):
     ax.set_ylabel("hard : L_HP weights")
     ax.set_title("Choosing the weights: validation MSE (fit part of the training set) "
                  "beside test MSE", fontsize="medium")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 
@@ -530,7 +533,7 @@ def gradient_shares(norms: pd.DataFrame, ax=None, title: str | None = None):
     ax.barh(labels, norms["gradient norm"], color=[TERM_COLORS.get(t, "gray")
                                                     for t in norms["term"]])
     for y, (value, share) in enumerate(zip(norms["gradient norm"], norms["share of the pull"])):
-        ax.text(value, y, f"  {value:.2e} ({share:.1%})", va="center", fontsize="small")
+        ax.text(value, y, f"  {value:.2e} ({share * 100:.2g} %)", va="center", fontsize="small")
     ax.set_xscale("log")
     ax.invert_yaxis()
     ax.set_xlabel("norm of weight × gradient of the term (log scale)")

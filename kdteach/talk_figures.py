@@ -28,6 +28,7 @@ from matplotlib.text import Text
 from tqdm.auto import tqdm
 
 from . import plots
+from .diagnostics import term_gradient_norms
 from .experiments import (
     DISTILLED,
     DISTILLED_EXPERT,
@@ -37,6 +38,8 @@ from .experiments import (
     TEACHER,
     Experiment,
 )
+from .naming import FRESH, color
+from .stats import paired_test
 
 TALK_SIZE = (40 / 3, 7.5)  # inches, 16:9: a PowerPoint or Keynote wide slide
 DPI = 150  # 2000 x 1125 pixels
@@ -75,16 +78,36 @@ def _grid_student(exp: Experiment) -> Figure:
     net = grid.models[grid.best][0]
     scores = _compare_scores([grid, part2], [grid.best, SCRATCH, DISTILLED_EXPERT])
     return _beside_scores(
-        lambda ax: plots.pred_vs_true(net, exp.data, ax=ax, label=grid.best, color="tab:orange"),
+        lambda ax: plots.pred_vs_true(net, exp.data, ax=ax, label=grid.best,
+                                      color=color(grid.best)),
         scores, grid.best)
 
 
 def _lgr_student(exp: Experiment) -> Figure:
     """The L_GR student of run 1: its loss terms and its MSE, as lesson 04's panel shows."""
     final = exp.gradient_regularisation()
-    history = final.history[(final.history["model"] == LGR) & (final.history["run"] == 0)]
+    history = final.history[(final.history["model"] == LGR) & (final.history["run"] == 1)]
     scores = _compare_scores([final], [LGR, final.best, SCRATCH])
     return _beside_scores(lambda ax: plots.loss_curves(history, ax=ax), scores, LGR)
+
+
+def _teacher_curves(exp: Experiment, kinds) -> Figure:
+    import pandas as pd
+
+    frames = [exp.teacher_history(kind) for kind in kinds]
+    names = [frame["model"].iloc[0] for frame in frames]
+    return plots.learning_curves(pd.concat(frames), names, noise_var=exp.settings.noise ** 2)
+
+
+def _gradient_shares(exp: Experiment) -> Figure:
+    final = exp.gradient_regularisation()
+    norms = term_gradient_norms(final.models[LGR][0], exp.teachers("expert")[0],
+                                exp.data.X_train, exp.data.y_train, exp.settings.gr_weights)
+    return plots.gradient_shares(norms)
+
+
+def _tests(stage) -> list:
+    return list(stage.tests.values())
 
 
 FIGURES: list[TalkFigure] = [
@@ -104,14 +127,41 @@ FIGURES: list[TalkFigure] = [
                lambda exp: plots.prediction_panels(exp.standard_teacher(), exp.data, run=0)),
     TalkFigure("01_loss_curves", "Part 1: the distilled student's loss terms",
                lambda exp: plots.loss_curves(exp.standard_teacher(), model=DISTILLED)),
+    TalkFigure("01_paired_differences", "Part 1: distilled minus scratch, run by run",
+               lambda exp: plots.paired_differences(_tests(exp.standard_teacher()))),
+    TalkFigure("01_teacher_memorises", "The standard teacher: training and test MSE",
+               lambda exp: _teacher_curves(exp, ["teacher"])),
+    TalkFigure("01_fresh_inputs", "Distilling on fresh inputs: paired differences",
+               lambda exp: plots.paired_differences(
+                   _tests(exp.fresh_inputs_stage("teacher"))[:3])),
     TalkFigure("02_mse_by_model", "Part 2: test MSE of every run",
                lambda exp: plots.mse_by_model(exp.expert_teacher())),
     TalkFigure("02_predictions", "Part 2: teachers and students, point by point",
                lambda exp: plots.prediction_panels(
                    [exp.standard_teacher(), exp.expert_teacher()], exp.data,
                    names=[TEACHER, EXPERT, SCRATCH, DISTILLED_EXPERT])),
+    TalkFigure("02_paired_differences", "Part 2: paired differences",
+               lambda exp: plots.paired_differences(_tests(exp.expert_teacher()))),
+    TalkFigure("02_learning_curves", "Teacher and expert: training and test MSE",
+               lambda exp: _teacher_curves(exp, ["teacher", "expert"])),
+    TalkFigure("02_ablation", "Depth or regularisation: paired differences",
+               lambda exp: plots.paired_differences(_tests(exp.expert_ablation()))),
+    TalkFigure("02_fresh_inputs", "The expert's student on fresh inputs",
+               lambda exp: plots.prediction_panels(
+                   [exp.expert_teacher(), exp.fresh_inputs_stage("expert")], exp.data,
+                   names=[EXPERT, DISTILLED_EXPERT, FRESH["expert"]])),
     TalkFigure("03_grid_search", "Part 3: the grid search over the weights",
                lambda exp: plots.grid_search_bars(exp.grid_search())),
+    TalkFigure("03_learning_curves", "Grid students: training and test MSE per epoch",
+               lambda exp: plots.learning_curves(
+                   exp.grid_search().history, ["H=0.1_HP=0.9", "H=0.9_HP=0.1"],
+                   noise_var=exp.settings.noise ** 2)),
+    TalkFigure("03_validation_vs_test", "Choosing the weights on a validation split",
+               lambda exp: plots.validation_vs_test(exp.model_selection())),
+    TalkFigure("03_close_call", "h = 0.1 against h = 0.3, run by run (descriptive)",
+               lambda exp: plots.paired_differences(paired_test(
+                   exp.grid_search().results, "H=0.1_HP=0.9", "H=0.3_HP=0.7",
+                   descriptive=True))),
     TalkFigure("03_retrained_student", "Part 3: the best grid student beside the others",
                _grid_student),
     TalkFigure("04_final_comparison", "Part 4: every student over the paired runs",
@@ -123,6 +173,9 @@ FIGURES: list[TalkFigure] = [
                    exp.gradient_regularisation(), model=LGR,
                    weights=exp.gradient_regularisation().weights[LGR], total=True)),
     TalkFigure("04_lgr_student", "Part 4: an L_GR student and its loss terms", _lgr_student),
+    TalkFigure("04_paired_differences", "Part 4: L_GR against its controls",
+               lambda exp: plots.paired_differences(_tests(exp.gradient_regularisation()))),
+    TalkFigure("04_gradient_shares", "How hard each loss term pulls", _gradient_shares),
 ]
 
 

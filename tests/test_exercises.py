@@ -687,7 +687,9 @@ def test_notebook_structure(path):
     lesson = LESSONS[path.stem]
     assert f"**Follows lesson** `notebooks/{lesson}`" in first
     assert (path.parents[1] / lesson).exists()
-    assert re.search(r"\*\*Time:\*\* about \d+ minutes", first)
+    assert re.search(r"\*\*Time\.\*\* Running the notebook takes about \d+ s on a 2-core CPU",
+                     first)
+    assert re.search(r"about \d+ minutes of your own work", first)
     assert "you will be able to" in first and re.search(r"^- ", first, re.M)
     assert nb.cells[-1].cell_type == "markdown" and "## Takeaways" in nb.cells[-1].source
     code = [c for c in nb.cells if c.cell_type == "code"]
