@@ -63,6 +63,7 @@ notebook's; the lessons' additions are marked.
     val_seed: int = 0
     fresh_factor: int = 4  # unlabelled inputs drawn for distillation, per training input
     fresh_seed: int = 7
+    patience: int = 50  # early stopping: epochs without a better validation MSE
 
     def __post_init__(self):
         validate(self)
@@ -149,6 +150,7 @@ def validate(s: Settings) -> None:
     if not (_is_number(s.val_size) and 0 < s.val_size < 1):
         raise ValueError(f"val_size must lie strictly between 0 and 1, got {s.val_size!r}")
     _check_positive_int("fresh_factor", s.fresh_factor)
+    _check_positive_int("patience", s.patience)
     n_train = s.n_samples - math.ceil(s.n_samples * s.test_size)
     if s.batch_size > n_train:
         raise ValueError(

@@ -38,12 +38,17 @@ from .naming import (
     DISTILLED_EXPERT,
     DISTILLED_REGULARISED,
     EXPERT,
+    FEAT,
+    FIT,
     FRESH,
     HP_ONLY,
+    JAC,
     LGR,
     REGULARISED,
     SCRATCH,
+    STOPPED,
     TEACHER,
+    THREE_WAY,
     grid_name,
     run_label,
 )
@@ -58,6 +63,8 @@ __all__ = [
 STAGES = ("standard_teacher", "expert_teacher", "grid_search", "gradient_regularisation")
 LESSON_STAGES = ("fresh_inputs_teacher", "fresh_inputs_expert", "expert_ablation",
                  "model_selection")
+FURTHER_STAGES = ("jacobian_matching", "feature_distillation", "three_way_search_jac",
+                  "early_stopping")
 STAGE_TITLES = {
     "standard_teacher": "Part 1: a standard teacher",
     "expert_teacher": "Part 2: an expert teacher",
@@ -67,6 +74,11 @@ STAGE_TITLES = {
     "fresh_inputs_expert": "Distilling on fresh inputs (expert teacher)",
     "expert_ablation": "Depth or regularisation? The expert taken apart",
     "model_selection": "Choosing the grid's weights on a validation split",
+    "jacobian_matching": "Matching the expert's input derivatives (L_JAC)",
+    "feature_distillation": "Matching a hidden layer through an adapter (L_FEAT)",
+    "three_way_search_jac": "A three-way weight search over (hard, hp, jac)",
+    "three_way_search_gr": "A three-way weight search over (hard, hp, gr)",
+    "early_stopping": "Early stopping on the validation split",
 }
 
 
@@ -121,6 +133,7 @@ class StudentJob:
     name: str
     loss: DistillationLoss
     teacher: str | None = None
+    shuffle_as: str | None = None  # another student's name, to see exactly its batches
 
 
 @dataclass
@@ -204,6 +217,7 @@ class Experiment:
         self._teachers: dict = {}
         self._teacher_histories: dict = {}
         self._stages: dict = {}
+        self.best_epochs: dict = {}  # {stage: {student: [best epoch per run]}}
 
     # -- building blocks ---------------------------------------------------
 
@@ -299,9 +313,14 @@ class Experiment:
         return self._teacher_histories[kind]
 
     def _train_students(self, stage: str, jobs: list[StudentJob], X=None, y=None,
-                        epochs: int | None = None) -> tuple[dict, pd.DataFrame]:
+                        epochs: int | None = None, stopping: tuple | None = None
+                        ) -> tuple[dict, pd.DataFrame]:
         """Train every job of ``jobs`` for every run, all at once, on ``(X, y)`` (default:
         the training set) for ``epochs`` (default: the profile's student epochs).
+
+        ``stopping=((X_val, y_val), patience)`` stops each model early on its validation
+        MSE and restores its best epoch's weights; the best epochs (1-based, per job and
+        run) are kept in ``self.best_epochs[stage]``.
 
         Returns ``{name: [net per run]}`` and the long-form history. Cached per stage.
         """
@@ -316,11 +335,15 @@ class Experiment:
             "epochs": epochs,
             "lr": s.lr_student,
             "weight_decay": s.weight_decay_student,
-            "jobs": [(job.name, job.loss.weights, job.teacher) for job in jobs],
+            "jobs": [(job.name, job.loss.weights, job.teacher)
+                     + ((job.shuffle_as,) if job.shuffle_as else ()) for job in jobs],
             "teachers": {k: [self.teacher_key(k, r) for r in range(s.n_runs)] for k in kinds},
             "inputs": [len(X), float(X.sum()), float(y.sum())],
             **self._data_key(),
         }
+        if stopping is not None:
+            (X_val, y_val), patience = stopping
+            key["stopping"] = [len(X_val), float(X_val.sum()), float(y_val.sum()), patience]
         payload = self.cache.load(f"students-{stage}", key)
         if payload is None:
             teachers = {kind: self.teachers(kind) for kind in kinds}
@@ -330,7 +353,7 @@ class Experiment:
                     nets.append(initial_student(run, s.n_features).to(self.device))
                     losses.append(job.loss)
                     teacher_list.append(teachers[job.teacher][run] if job.teacher else None)
-                    seeds.append(shuffle_seed(run, job.name))
+                    seeds.append(shuffle_seed(run, job.shuffle_as or job.name))
                     labels.append(f"{run_label(run)}: {job.name}")
                     keys.append((job.name, run))
             trained, history = train_many(
@@ -344,14 +367,22 @@ class Experiment:
                 heldout=self.heldout,
                 progress=self.progress,
                 desc=f"{len(jobs)} student(s) x{s.n_runs} runs",
+                **({} if stopping is None else {"val": stopping[0], "patience": stopping[1]}),
             )
             models = {job.name: trained[j :: len(jobs)] for j, job in enumerate(jobs)}
             frame = _history_frame(history, keys)
+            if stopping is not None:
+                best = [int(b) for b in history.best_epoch]
+                self.best_epochs[stage] = {job.name: best[j :: len(jobs)]
+                                           for j, job in enumerate(jobs)}
             self.cache.save(f"students-{stage}", key, {
+                "best_epochs": self.best_epochs.get(stage, {}),
                 "states": {name: [_state(net) for net in nets] for name, nets in models.items()},
                 "history": {c: frame[c].tolist() for c in frame.columns},
             })
             return models, frame
+        if payload.get("best_epochs"):
+            self.best_epochs[stage] = payload["best_epochs"]
         models = {}
         for name, states in payload["states"].items():
             nets = []
@@ -606,15 +637,134 @@ class Experiment:
 
         return self._stage("model_selection", build)
 
+    # -- going further (notebook 05) ------------------------------------------------
+
+    def _against_chosen(self, stage: str, job: StudentJob, controls: dict) -> StageResult:
+        """Train ``job`` from the expert and compare it, paired, with the L_HP student
+        chosen on validation and the named ``controls`` ({test name: model})."""
+        selection = self.model_selection()
+        part4 = self.gradient_regularisation()
+        students, history = self._train_students(stage, [job])
+        own = self._evaluate(students)
+        chosen = selection.chosen
+        results = {job.name: own[job.name], chosen: selection.results[chosen],
+                   **{m: part4.results[m] for m in controls.values() if m in part4.results},
+                   SCRATCH: part4.results[SCRATCH]}
+        tests = {f"{job.name} vs validation-chosen L_HP": paired_test(results, job.name, chosen),
+                 **{name: paired_test(results, job.name, m) for name, m in controls.items()}}
+        return self._result(stage, results, tests, students, history,
+                            {job.name: job.loss.weights, chosen: selection.weights[chosen]},
+                            sort=True, chosen=chosen)
+
+    def jacobian_matching(self) -> StageResult:
+        """A student that matches the expert's output Jacobian ∂y/∂x (Sobolev training)
+        with the L_GR student's weights, hard 0.2 / hp 0.5 / jac 0.3."""
+        job = StudentJob(JAC, DistillationLoss(hard=0.2, hp=0.5, jac=0.3), "expert")
+        return self._stage("jacobian_matching", lambda: self._against_chosen(
+            "jacobian_matching", job,
+            {"L_JAC vs L_GR": LGR, "L_JAC vs matched L_HP (0.3/0.7)": DISTILLED_EXPERT}))
+
+    def feature_distillation(self) -> StageResult:
+        """A student whose last hidden layer, through a learned adapter, matches the
+        expert's (FitNets), with the original's named weights hard 0.3 / hp 0.4 / feat 0.3."""
+        job = StudentJob(FEAT, DistillationLoss.from_weights(self.settings.feat_weights),
+                         "expert")
+        return self._stage("feature_distillation", lambda: self._against_chosen(
+            "feature_distillation", job, {"L_FEAT vs the original's 0.3/0.7": DISTILLED_EXPERT}))
+
+    def three_way_points(self, term: str = "jac") -> list[dict]:
+        """Every (hard, hp, ``term``) with weights in steps of 0.1 summing to 1: 66 points."""
+        points = []
+        for i in range(11):
+            for j in range(11 - i):
+                points.append({"hard": i / 10, "hp": j / 10, term: round(1 - i / 10 - j / 10, 10)})
+        return points
+
+    def three_way_search(self, term: str = "jac") -> StageResult:
+        """The three-way weight search the original found too slow: every point of
+        :meth:`three_way_points` trained from the expert on the fit part of the training
+        set, chosen on the validation part; the chosen point is then trained on the whole
+        training set and compared, paired, with the L_HP student chosen on validation."""
+        stage = f"three_way_search_{term}"
+
+        def name(w):
+            return f"H={w['hard']:g}_HP={w['hp']:g}_{term.upper()}={w[term]:g}"
+
+        def build():
+            selection = self.model_selection()
+            points = self.three_way_points(term)
+            X_fit, y_fit, X_val, y_val = self.validation()
+            jobs = [StudentJob(name(w), DistillationLoss.from_weights(w), "expert")
+                    for w in points]
+            fit_models, _ = self._train_students(stage + "-fit", jobs, X_fit, y_fit)
+            val = self._evaluate(fit_models, X_val, y_val)
+            table = pd.DataFrame([{**w, "Weights": name(w),
+                                   "Mean validation MSE": float(np.mean(val[name(w)]["mse"]))}
+                                  for w in points])
+            best = table.loc[table["Mean validation MSE"].idxmin()]
+            weights = {t: float(best[t]) for t in ("hard", "hp", term)}
+            job = StudentJob(THREE_WAY, DistillationLoss.from_weights(weights), "expert")
+            students, history = self._train_students(stage, [job])
+            own = self._evaluate(students)
+            chosen = selection.chosen
+            results = {THREE_WAY: own[THREE_WAY], chosen: selection.results[chosen],
+                       SCRATCH: selection.results[SCRATCH]}
+            tests = {"3-way vs validation-chosen L_HP": paired_test(results, THREE_WAY, chosen),
+                     "3-way vs scratch": paired_test(results, THREE_WAY, SCRATCH, "less")}
+            return self._result(stage, results, tests, students, history,
+                                {THREE_WAY: job.loss.weights}, sort=True,
+                                chosen=str(best["Weights"]), validation=table)
+
+        return self._stage(stage, build)
+
+    def early_stopping(self) -> StageResult:
+        """The scratch student and the 0.3/0.7 expert student, trained on the fit part of
+        the training set twice from the same start and batches: for all epochs, and with
+        early stopping on the validation part (``patience`` epochs), best epoch restored."""
+
+        def build():
+            s = self.settings
+            selection = self.model_selection()
+            X_fit, y_fit, X_val, y_val = self.validation()
+            kd = DistillationLoss.from_weights(s.kd_weights)
+            plain = [StudentJob(FIT["scratch"], DistillationLoss(hard=1.0)),
+                     StudentJob(FIT["distilled"], kd, "expert")]
+            # the stopped students see exactly the plain ones' batches
+            stopped = [StudentJob(STOPPED["scratch"], DistillationLoss(hard=1.0),
+                                  shuffle_as=FIT["scratch"]),
+                       StudentJob(STOPPED["distilled"], kd, "expert", FIT["distilled"])]
+            m1, h1 = self._train_students("early_stopping-plain", plain, X_fit, y_fit)
+            m2, h2 = self._train_students("early_stopping", stopped, X_fit, y_fit,
+                                          stopping=((X_val, y_val), s.patience))
+            models = {**m1, **m2}
+            results = {**self._evaluate(models), selection.chosen:
+                       selection.results[selection.chosen]}
+            tests = {
+                "early stopped vs all epochs (scratch)": paired_test(
+                    results, STOPPED["scratch"], FIT["scratch"]),
+                "early stopped vs all epochs (distilled)": paired_test(
+                    results, STOPPED["distilled"], FIT["distilled"]),
+                "early stopped distilled vs validation-chosen L_HP": paired_test(
+                    results, STOPPED["distilled"], selection.chosen),
+            }
+            return self._result("early_stopping", results, tests, models,
+                                pd.concat([h1, h2]), chosen=selection.chosen)
+
+        return self._stage("early_stopping", build)
+
     # -- running ---------------------------------------------------------------
 
     def run(self, stage: str) -> StageResult:
-        if stage in STAGES or stage in ("expert_ablation", "model_selection"):
+        if stage in STAGES or stage in ("expert_ablation", "model_selection",
+                                        "jacobian_matching", "feature_distillation",
+                                        "early_stopping"):
             return getattr(self, stage)()
+        if stage.startswith("three_way_search_"):
+            return self.three_way_search(stage.rsplit("_", 1)[1])
         if stage in ("fresh_inputs_teacher", "fresh_inputs_expert"):
             return self.fresh_inputs_stage(stage.rsplit("_", 1)[1])
         raise ValueError(f"unknown stage {stage!r}; valid stages: "
-                         f"{', '.join(STAGES + LESSON_STAGES)}")
+                         f"{', '.join(STAGES + LESSON_STAGES + FURTHER_STAGES)}")
 
     def reproduce(self, stages=STAGES) -> dict[str, StageResult]:
         """Every stage in order, with a progress bar over the stages."""

@@ -26,6 +26,15 @@ FRESH = {"teacher": "Student (Teacher outputs, fresh inputs)",
          "expert": "Student (Expert outputs, fresh inputs)"}
 YOURS = "Your student"
 
+# models of the going-further lesson
+JAC = "Student (Distilled with L_JAC)"
+FEAT = "Student (Distilled with L_FEAT)"
+THREE_WAY = "Student (3-way weights, chosen on validation)"
+FIT = {"scratch": "Student (Scratch, fit part)",
+       "distilled": "Student (Distilled from Expert, fit part)"}
+STOPPED = {"scratch": "Student (Scratch, fit part, early stopped)",
+           "distilled": "Student (Distilled from Expert, fit part, early stopped)"}
+
 COLORS = {
     TEACHER: "#1f77b4",  # blue
     EXPERT: "#d62728",  # red
@@ -40,6 +49,13 @@ COLORS = {
     HP_ONLY["expert"]: "#fdae6b",
     FRESH["expert"]: "#a63603",
     YOURS: "#e377c2",  # pink
+    JAC: "#17becf",  # cyan
+    FEAT: "#8c564b",  # brown
+    THREE_WAY: "#e7ba52",  # gold
+    FIT["scratch"]: "#bdbdbd",
+    STOPPED["scratch"]: "#525252",
+    FIT["distilled"]: "#fdd0a2",
+    STOPPED["distilled"]: "#d94801",
 }
 
 

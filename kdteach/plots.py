@@ -541,3 +541,36 @@ def gradient_shares(norms: pd.DataFrame, ax=None, title: str | None = None):
                  fontsize="medium")
     fig.tight_layout()
     return fig
+
+
+def ternary_heatmap(table: pd.DataFrame, value: str = "Mean validation MSE", third: str = "jac",
+                    chosen: str | None = None, ax=None):
+    """A three-way weight search on its simplex: each point (hard, hp, ``third``) with
+    weights summing to 1 is a hexagon coloured by ``value`` (lower is better); the chosen
+    point is circled. ``table`` has columns ``hard``, ``hp``, ``third``, ``value`` and
+    ``Weights`` (the point's name)."""
+    for column in ("hard", "hp", third, value, "Weights"):
+        if column not in table:
+            raise ValueError(f"the table needs a column {column!r}; it has {list(table)}")
+    x = table["hp"] + table[third] / 2
+    y = table[third] * np.sqrt(3) / 2
+    fig, ax = _figure_and_axes(ax, figsize=(9, 7.5))
+    points = ax.scatter(x, y, c=table[value], cmap="viridis_r", marker="h", s=900,
+                        edgecolor="white", linewidth=0.5)
+    fig.colorbar(points, ax=ax, label=f"{value} (lower is better)")
+    corners = {"hard": (0, 0), "hp": (1, 0), third: (0.5, np.sqrt(3) / 2)}
+    for name, (cx, cy) in corners.items():
+        ax.annotate(f"{name} = 1", (cx, cy), xytext=(0, -22 if cy == 0 else 14),
+                    textcoords="offset points", ha="center", fontsize="medium")
+    if chosen is not None:
+        row = table[table["Weights"] == chosen].iloc[0]
+        ax.scatter([row["hp"] + row[third] / 2], [row[third] * np.sqrt(3) / 2], s=1400,
+                   facecolor="none", edgecolor="red", linewidth=2.5, label=f"chosen: {chosen}")
+        ax.legend(loc="upper right", markerscale=0.4)
+    ax.set_xlim(-0.12, 1.12)
+    ax.set_ylim(-0.15, np.sqrt(3) / 2 + 0.12)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"Three-way weight search: {value} at each (hard, hp, {third})")
+    fig.tight_layout()
+    return fig

@@ -29,6 +29,7 @@ def test_the_originals_model_names_are_kept():
 def test_every_named_model_has_its_own_colour():
     names = [v for k, v in vars(naming).items() if k.isupper() and isinstance(v, str)]
     names += list(HP_ONLY.values()) + list(FRESH.values())
+    names += list(naming.FIT.values()) + list(naming.STOPPED.values())
     assert set(names) <= set(COLORS)
     rgb = [mcolors.to_hex(color(n)) for n in set(names)]
     assert len(set(rgb)) == len(rgb), "two models share a colour"
