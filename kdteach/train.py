@@ -181,17 +181,21 @@ class History:
 
     def to_frame(self) -> pd.DataFrame:
         """Long form: one row per (model, epoch, term). The held-out MSE, when recorded,
-        is the term ``"heldout"``; the validation MSE is the term ``"val"``."""
+        is the term ``"heldout"``; the validation MSE is the term ``"val"``. A model
+        stopped early has no rows after its ``stopped_epoch``."""
         rows = []
         series = {t: self.epochs[t] for t in self.terms}
         if self.heldout:
             series[HELDOUT] = self.heldout
         if self.val_mse:
             series[VAL] = self.val_mse
+        n = len(self.labels)
+        stops = self.stopped_epoch if self.stopped_epoch is not None else [len(self)] * n
         for t, epochs in series.items():
             for e, values in enumerate(epochs, start=1):
-                for label, v in zip(self.labels, values):
-                    rows.append({"model": label, "epoch": e, "term": t, "loss": float(v)})
+                for label, v, stop in zip(self.labels, values, stops):
+                    if e <= stop:
+                        rows.append({"model": label, "epoch": e, "term": t, "loss": float(v)})
         return pd.DataFrame(rows, columns=["model", "epoch", "term", "loss"])
 
 

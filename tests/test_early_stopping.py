@@ -146,6 +146,20 @@ def test_history_of_a_plain_history_has_no_best_epoch():
     assert h.best_epoch is None and h.stopped_epoch is None and h.val_mse == []
 
 
+def test_a_stopped_model_is_neither_checked_nor_recorded():
+    """The stack carries a stopped model along; if it diverges later, that is no error."""
+    def epoch(history, active):
+        total = torch.tensor([1.0, float("nan")])
+        history.add(total, {"hard": total}, batch_size=4)
+        history.end_epoch(active=active)
+
+    history = History(["hard"], ["kept", "stopped"])
+    epoch(history, np.array([True, False]))
+    assert history.last()[0] == 1.0 and np.isnan(history.last()[1])
+    with pytest.raises(FloatingPointError, match="stopped: the loss became nan in epoch 2"):
+        epoch(history, None)
+
+
 def test_a_validation_mse_that_overflows_names_the_epoch(data, inits):
     X, y, (X_val, y_val) = data
     with pytest.raises(FloatingPointError, match=r"validation MSE became (inf|nan) in epoch 1\b"):
@@ -177,6 +191,12 @@ def test_train_many_stops_each_model_at_its_own_best(many):
         assert np.isnan(curves[stopped[m]:, m]).all()
         totals = np.array([epoch[m] for epoch in history.epochs["total"]])
         assert np.isnan(totals[stopped[m]:]).all() and np.isfinite(totals[: stopped[m]]).all()
+    # the frame reads like each model's own history: it ends at the model's stopped epoch
+    frame = history.to_frame()
+    last = frame.groupby("model")["epoch"].max()
+    assert [int(last[label]) for label in history.labels] == stopped.tolist()
+    assert np.isfinite(frame["loss"]).all()
+    assert (frame["term"] == "val").sum() == stopped.sum()
 
 
 def test_train_many_restores_each_model_to_its_own_best_epoch_exactly(many, data, inits):
