@@ -20,7 +20,7 @@ from .data import N_USED_FEATURES, X_HIGH, X_LOW, make_dataset, target_function
 from .experiments import StageResult
 from .naming import EXPERT, color, palette
 from .stats import PairedTest, format_p
-from .train import HELDOUT, History, predict
+from .train import HELDOUT, VAL, History, predict
 
 SLIDE_SIZE = (10, 5.6)  # 16:9 at slide size
 WIDE_SIZE = (12, 5.6)
@@ -274,7 +274,7 @@ def loss_curves(history, model: str | None = None, run: int | None = None,
         frame = frame[frame["model"] == model]
     if run is not None and "run" in frame:
         frame = frame[frame["run"] == run + 1]  # ``run`` is an index; the history's runs read 1..n
-    frame = frame[frame["term"] != HELDOUT]
+    frame = frame[~frame["term"].isin([HELDOUT, VAL])]
     if not total:
         frame = frame[frame["term"] != "total"]
     if weights is not None:
@@ -572,5 +572,37 @@ def ternary_heatmap(table: pd.DataFrame, value: str = "Mean validation MSE", thi
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(f"Three-way weight search: {value} at each (hard, hp, {third})")
+
+
+def cost_vs_error(costs: pd.DataFrame, mse: dict, cost: str = "latency batch 1 (µs)", ax=None):
+    """What each model buys: its test MSE (mean as a large marker, every run as a dot, the
+    bar from the lowest to the highest run) against one of its costs on a log axis.
+
+    ``costs`` is :func:`kdteach.costs.model_costs`' table, ``mse`` is
+    ``{name: [test MSE per run]}``; ``cost`` names the column to put on the x axis.
+    """
+    from .costs import LABEL
+
+    if cost not in costs.columns or cost == LABEL:
+        columns = [c for c in costs.columns if c != LABEL]
+        raise ValueError(f"cost must be one of the table's columns {columns}, got {cost!r}")
+    by_name = costs.set_index(LABEL)[cost]
+    missing = [name for name in mse if name not in by_name.index]
+    if missing:
+        raise ValueError(f"no costs for {missing}: the costs table has {list(by_name.index)}")
+    fig, ax = _figure_and_axes(ax)
+    for name, runs in mse.items():
+        runs = np.asarray(runs, dtype=float)
+        if runs.size == 0:
+            raise ValueError(f"{name}: no test MSE values")
+        x, mean, c = float(by_name[name]), float(runs.mean()), color(name)
+        ax.scatter(np.full(runs.size, x), runs, color=c, alpha=0.4, s=16, zorder=2)
+        ax.errorbar([x], [mean], yerr=[[mean - runs.min()], [runs.max() - mean]], fmt="o",
+                    markersize=9, capsize=4, color=c, label=name, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{cost} (log scale)")
+    ax.set_ylabel("test MSE (marker: mean; dots: runs)")
+    ax.set_title("What each model costs and what it gets right", fontsize="medium")
+    ax.legend(fontsize="small", loc="best")
     fig.tight_layout()
     return fig

@@ -63,6 +63,23 @@ def _check_training_args(num_epochs, lr, batch_size, n):
                          f"got {batch_size!r}")
 
 
+def _check_val(val, patience, nets) -> None:
+    """Fail before training if the validation set or the patience is unusable."""
+    if patience is not None and (
+        isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
+    ):
+        raise ValueError(f"patience must be an integer >= 1 (epochs without improvement), "
+                         f"or None to train every epoch; got {patience!r}")
+    if val is None:
+        if patience is not None:
+            raise ValueError("patience needs a validation set to watch: pass val=(X_val, y_val)")
+        return
+    if not isinstance(val, (tuple, list)) or len(val) != 2:
+        raise ValueError("val must be a pair (X_val, y_val) of tensors")
+    for net in nets:
+        check_data(*val, net, name="validation")
+
+
 # ---------------------------------------------------------------- shared pieces
 
 
@@ -96,13 +113,23 @@ def teacher_targets(teacher, X: torch.Tensor, y: torch.Tensor, need_grad: bool) 
 
 
 class History:
-    """Per-epoch means of every loss term (and the total), for one or many models."""
+    """Per-epoch means of every loss term (and the total), for one or many models.
+
+    With a validation set (``val=`` of :func:`train` and :func:`train_many`) it also holds
+    ``val_mse`` (one array per epoch), ``best_epoch`` (1-based, one per model: the epoch
+    whose weights were kept) and ``stopped_epoch`` (the last epoch each model trained);
+    without one, ``best_epoch`` is None. A model's entries after its ``stopped_epoch``
+    are NaN (the stacked engine trains on until every model has stopped).
+    """
 
     def __init__(self, terms, labels):
         self.terms = list(terms) + ["total"]
         self.labels = list(labels)
         self.epochs = {t: [] for t in self.terms}
         self.heldout: list[np.ndarray] = []  # per epoch, when a held-out set was given
+        self.val_mse: list[np.ndarray] = []  # per epoch, when a validation set was given
+        self.best_epoch: np.ndarray | None = None
+        self.stopped_epoch: np.ndarray | None = None
         self._sums = None
         self._count = 0
 
@@ -115,11 +142,13 @@ class History:
             self._sums = {t: self._sums[t] + step[t] for t in self.terms}
         self._count += batch_size
 
-    def end_epoch(self, mask: dict | None = None) -> None:
-        """Close the epoch; stop with an error naming the model if a loss is not finite."""
+    def end_epoch(self, mask: dict | None = None, active: np.ndarray | None = None) -> None:
+        """Close the epoch; stop with an error naming the model if a loss is not finite.
+        Models not ``active`` (stopped early) are recorded as NaN and not checked."""
         means = {t: np.atleast_1d((s / self._count).cpu().numpy()) for t, s in self._sums.items()}
         epoch = len(self.epochs["total"]) + 1
-        bad = np.flatnonzero(~np.isfinite(means["total"]))
+        checked = _all_if_none(active, len(self.labels))
+        bad = np.flatnonzero(~np.isfinite(means["total"]) & checked)
         if bad.size:
             m = int(bad[0])
             last = self.epochs["total"][-1][m] if epoch > 1 else None
@@ -131,6 +160,8 @@ class History:
         for t, v in means.items():
             if mask is not None and t in mask:
                 v = np.where(mask[t], v, np.nan)
+            if active is not None:
+                v = np.where(active, v, np.nan)
             self.epochs[t].append(v)
         self._sums, self._count = None, 0
 
@@ -140,25 +171,45 @@ class History:
     def last(self, term: str = "total") -> np.ndarray:
         return self.epochs[term][-1]
 
-    def add_heldout(self, mse: torch.Tensor) -> None:
+    def add_heldout(self, mse: torch.Tensor, active: np.ndarray | None = None) -> None:
         """Record the epoch's MSE on the held-out set (one value per model)."""
-        self.heldout.append(np.atleast_1d(mse.detach().cpu().numpy()))
+        self.heldout.append(_masked(mse, active))
+
+    def add_val(self, mse: torch.Tensor, active: np.ndarray | None = None) -> None:
+        """Record the epoch's MSE on the validation set (one value per model)."""
+        self.val_mse.append(_masked(mse, active))
 
     def to_frame(self) -> pd.DataFrame:
         """Long form: one row per (model, epoch, term). The held-out MSE, when recorded,
-        is the term ``"heldout"``."""
+        is the term ``"heldout"``; the validation MSE is the term ``"val"``. A model
+        stopped early has no rows after its ``stopped_epoch``."""
         rows = []
         series = {t: self.epochs[t] for t in self.terms}
         if self.heldout:
             series[HELDOUT] = self.heldout
+        if self.val_mse:
+            series[VAL] = self.val_mse
+        n = len(self.labels)
+        stops = self.stopped_epoch if self.stopped_epoch is not None else [len(self)] * n
         for t, epochs in series.items():
             for e, values in enumerate(epochs, start=1):
-                for label, v in zip(self.labels, values):
-                    rows.append({"model": label, "epoch": e, "term": t, "loss": float(v)})
+                for label, v, stop in zip(self.labels, values, stops):
+                    if e <= stop:
+                        rows.append({"model": label, "epoch": e, "term": t, "loss": float(v)})
         return pd.DataFrame(rows, columns=["model", "epoch", "term", "loss"])
 
 
 HELDOUT = "heldout"
+VAL = "val"
+
+
+def _all_if_none(active, n: int) -> np.ndarray:
+    return np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+
+
+def _masked(mse: torch.Tensor, active) -> np.ndarray:
+    values = np.atleast_1d(mse.detach().cpu().numpy())
+    return values if active is None else np.where(active, values, np.nan)
 
 
 def heldout_mse(model, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -171,6 +222,59 @@ def heldout_mse(model, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         value = mse(model(X), y)
     model.train()
     return value
+
+
+class EarlyStopping:
+    """Early stopping on a validation MSE, for one model or each model of a stack.
+
+    ``tensors`` are the weights to watch, each with the models along dim 0 (a stack's
+    parameters; a single model's state-dict tensors with a leading axis of 1). After each
+    epoch, :meth:`update` copies the weights of every model whose validation MSE fell
+    below its best so far (strictly lower) into a separate buffer, and stops a model once
+    ``patience`` epochs in a row brought no improvement (``None``: never). :meth:`restore`
+    writes each model's best weights back. Epochs are 1-based; ``best_epoch`` is 0 only
+    when no epoch ran.
+    """
+
+    def __init__(self, tensors: list[torch.Tensor], patience: int | None, labels: list[str]):
+        self.tensors = tensors
+        self.patience = patience
+        self.labels = list(labels)
+        n = len(self.labels)
+        with torch.no_grad():
+            self.best = [t.detach().clone() for t in tensors]  # a copy, never a reference
+        self.best_mse = np.full(n, np.inf)
+        self.best_epoch = np.zeros(n, dtype=int)
+        self.stopped_epoch = np.zeros(n, dtype=int)
+        self.active = np.ones(n, dtype=bool)
+
+    def update(self, epoch: int, val_mse: torch.Tensor) -> None:
+        values = np.atleast_1d(val_mse.detach().cpu().numpy()).astype(float)
+        bad = np.flatnonzero(~np.isfinite(values) & self.active)
+        if bad.size:
+            m = int(bad[0])
+            raise FloatingPointError(
+                f"{self.labels[m]}: the validation MSE became {values[m]} in epoch {epoch}. "
+                "Lower the learning rate or the loss weights."
+            )
+        better = self.active & (values < self.best_mse)
+        if better.any():
+            rows = torch.from_numpy(np.flatnonzero(better)).to(self.tensors[0].device)
+            with torch.no_grad():
+                for best, current in zip(self.best, self.tensors):
+                    best[rows] = current.detach()[rows]  # indexing copies
+            self.best_mse[better] = values[better]
+            self.best_epoch[better] = epoch
+        self.stopped_epoch[self.active] = epoch
+        if self.patience is not None:
+            self.active &= (epoch - self.best_epoch) < self.patience
+
+    def restore(self) -> None:
+        """Write each model's best weights back (a model never validated keeps its own)."""
+        rows = torch.from_numpy(np.flatnonzero(self.best_epoch > 0)).to(self.tensors[0].device)
+        with torch.no_grad():
+            for best, current in zip(self.best, self.tensors):
+                current[rows] = best[rows]
 
 
 def _generator(seed, device="cpu") -> torch.Generator:
@@ -211,6 +315,8 @@ def train(
     batch_size: int = 128,
     seed=0,
     heldout: tuple | None = None,
+    val: tuple | None = None,
+    patience: int | None = None,
     progress: bool = True,
     desc: str = "training",
     leave: bool = False,
@@ -224,11 +330,20 @@ def train(
     ``seed`` (an int or a ``torch.Generator``) fixes the shuffle order. ``heldout=(X, y)``
     records the MSE on that set after every epoch (``history.heldout``); it is only
     measured, never used for training.
+
+    Early stopping: ``val=(X_val, y_val)`` measures the validation MSE after every epoch
+    (``history.val_mse``, eval mode), keeps a copy of the weights of the best epoch so far
+    and writes them back into ``net`` at the end (``history.best_epoch``, 1-based).
+    ``patience=N`` stops once N epochs in a row have not lowered the validation MSE
+    (``history.stopped_epoch``); with ``patience=None`` every epoch is trained and the
+    best is still restored. The returned weights are bit for bit those of training for
+    ``best_epoch`` epochs. ``val`` decides; ``heldout`` only looks.
     """
     loss = loss or DistillationLoss(hard=1.0)
     check_data(X, y, net)
     if heldout is not None:
         check_data(*heldout, net, name="held-out")
+    _check_val(val, patience, [net])
     _check_training_args(num_epochs, lr, batch_size, len(X))
     if loss.needs_teacher and teacher is None:
         raise ValueError(f"{loss!r} uses the teacher: pass teacher=...")
@@ -236,9 +351,12 @@ def train(
     generator = _generator(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     history = History(loss.terms, [desc])
+    stopping = None
+    if val is not None:
+        stopping = EarlyStopping([t[None] for t in net.state_dict().values()], patience, [desc])
 
     net.train()
-    for _ in trange(num_epochs, desc=desc, leave=leave, disable=not progress):
+    for epoch in trange(1, num_epochs + 1, desc=desc, leave=leave, disable=not progress):
         for idx in batch_indices(len(X), batch_size, [generator], X.device):
             idx = idx[0]
             X_batch, y_batch = X[idx], y[idx]
@@ -252,8 +370,18 @@ def train(
             optimizer.step()
             history.add(total, terms, len(idx))
         history.end_epoch()
+        if stopping is not None:
+            value = heldout_mse(net, *val)
+            history.add_val(value)
+            stopping.update(epoch, value)
         if heldout is not None:
             history.add_heldout(heldout_mse(net, *heldout))
+        if stopping is not None and not stopping.active[0]:
+            break
+    history.stopped_epoch = np.array([len(history)])
+    if stopping is not None:
+        stopping.restore()
+        history.best_epoch = stopping.best_epoch
     net.eval()
     return history
 
@@ -276,6 +404,8 @@ def train_many(
     seeds: list | None = None,
     labels: list[str] | None = None,
     heldout: tuple | None = None,
+    val: tuple | None = None,
+    patience: int | None = None,
     progress: bool = True,
     desc: str = "training",
     leave: bool = False,
@@ -287,6 +417,13 @@ def train_many(
     Equivalent to calling :func:`train` on each (pinned by a test), but one step of all M
     is a few batched matmuls. Returns the trained networks (new modules) and a History
     whose arrays hold one column per network. ``heldout=(X, y)`` as in :func:`train`.
+
+    ``val=(X_val, y_val)`` and ``patience`` as in :func:`train`, for each network on its
+    own: each has its own best epoch (``history.best_epoch[m]``) and is handed back with
+    that epoch's weights. The stack trains as one, so a network whose patience has run
+    out is carried along until every network has stopped or the epochs run out: for it,
+    "stopped" means "its best is fixed"; its later epochs are NaN in the history and
+    never returned. The epochs run are the largest ``stopped_epoch``.
     """
     M = len(nets)
     losses = losses or [DistillationLoss(hard=1.0)] * M
@@ -299,6 +436,7 @@ def train_many(
         check_data(X, y, net)
         if heldout is not None:
             check_data(*heldout, net, name="held-out")
+    _check_val(val, patience, nets)
     _check_training_args(num_epochs, lr, batch_size, len(X))
     for loss, teacher, label in zip(losses, teachers, labels):
         if loss.needs_teacher and teacher is None:
@@ -334,9 +472,12 @@ def train_many(
     generators = [_generator(s) for s in seeds]
     rows = torch.arange(M, device=X.device)[:, None]
     history = History(terms, labels)
+    stopping = (EarlyStopping(list(stack.parameters()), patience, labels)
+                if val is not None else None)
 
     stack.train()
-    for _ in trange(num_epochs, desc=desc, leave=leave, disable=not progress):
+    for epoch in trange(1, num_epochs + 1, desc=desc, leave=leave, disable=not progress):
+        active = None if stopping is None else stopping.active.copy()
         for idx in batch_indices(len(X), batch_size, generators, X.device):
             X_batch, y_batch = X[idx], y[idx]  # (M, B, d), (M, B, 1)
             teacher_pred = teacher_grad = None
@@ -353,9 +494,20 @@ def train_many(
             per_model.sum().backward()
             optimizer.step()
             history.add(per_model, term_values, idx.shape[1])
-        history.end_epoch(mask=used)
+        history.end_epoch(mask=used, active=active)
+        if stopping is not None:
+            value = heldout_mse(stack, *val)
+            history.add_val(value, active)
+            stopping.update(epoch, value)
         if heldout is not None:
-            history.add_heldout(heldout_mse(stack, *heldout))
+            history.add_heldout(heldout_mse(stack, *heldout), active)
+        if stopping is not None and not stopping.active.any():
+            break
+    if stopping is None:
+        history.stopped_epoch = np.full(M, len(history))
+    else:
+        stopping.restore()
+        history.best_epoch, history.stopped_epoch = stopping.best_epoch, stopping.stopped_epoch
     trained = stack.to_models(like=nets)
     for net in trained:
         net.eval()
