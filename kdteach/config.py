@@ -22,7 +22,7 @@ import torch
 
 PROFILES = ("quick", "full")
 DEVICES = ("auto", "cpu", "cuda")
-LOSS_TERMS = ("hard", "hp", "gr")
+LOSS_TERMS = ("hard", "hp", "gr", "jac", "feat")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ notebook's; the lessons' additions are marked.
     kd_weights: dict = field(default_factory=lambda: {"hard": 0.3, "hp": 0.7})
     grid_hard_weights: tuple = (0.1, 0.3, 0.5, 0.7, 0.9)
     gr_weights: dict = field(default_factory=lambda: {"hard": 0.2, "hp": 0.5, "gr": 0.3})
+    # L_FEAT's weights: the original names them (hard 0.3, hp 0.4, feat 0.3) but never
+    # builds the term; kdteach builds it (see kdteach.losses)
+    feat_weights: dict = field(default_factory=lambda: {"hard": 0.3, "hp": 0.4, "feat": 0.3})
     # data
     n_samples: int = 2000
     n_features: int = 10
@@ -70,6 +73,7 @@ notebook's; the lessons' additions are marked.
         # store plain floats (numpy numbers would not survive JSON) in a fixed form
         object.__setattr__(self, "kd_weights", check_weights(self.kd_weights))
         object.__setattr__(self, "gr_weights", check_weights(self.gr_weights))
+        object.__setattr__(self, "feat_weights", check_weights(self.feat_weights))
         object.__setattr__(self, "grid_hard_weights", tuple(map(float, self.grid_hard_weights)))
 
     def __hash__(self):  # the dict fields make the generated hash fail
@@ -159,6 +163,7 @@ def validate(s: Settings) -> None:
         )
     check_weights(s.kd_weights, "kd_weights")
     check_weights(s.gr_weights, "gr_weights")
+    check_weights(s.feat_weights, "feat_weights")
     if s.n_features < 6:
         raise ValueError(f"n_features must be >= 6 (the target reads features 0-5), "
                          f"got {s.n_features!r}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .losses import DistillationLoss
+from .losses import DistillationLoss, output_jacobian
 from .train import teacher_targets
 
 
@@ -25,13 +25,6 @@ def _batches(n: int, batch_size: int):
         raise ValueError(f"batch_size must be an integer in 1..{n}, got {batch_size!r}")
     order = torch.arange(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-
-
-def _jacobian(model, X: torch.Tensor) -> torch.Tensor:
-    """∂f/∂x for every sample (each output depends only on its own input row)."""
-    X = X.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(model(X).sum(), X)
-    return grad
 
 
 def lgr_factors(student, teacher, X: torch.Tensor, y: torch.Tensor,
@@ -56,14 +49,13 @@ def lgr_factors(student, teacher, X: torch.Tensor, y: torch.Tensor,
     batches = _batches(len(X), batch_size)
     for idx in batches:
         X_b = X[idx].detach().requires_grad_(True)
-        teacher_pred, teacher_grad = targets.batch(idx)
-        _, terms = loss(student(X_b), y[idx], X_b, teacher_pred, teacher_grad)
+        _, terms = loss(student(X_b), y[idx], X_b, **targets.batch(idx))
         lgr += float(terms["gr"].detach()) / len(batches)
         hp += float(terms["hp"].detach()) / len(batches)
     with torch.no_grad():
         s_res = student(X) - y
     t_res = targets.pred - y
-    s_jac, t_jac = _jacobian(student, X), _jacobian(teacher, X)
+    s_jac, t_jac = output_jacobian(student, X), output_jacobian(teacher, X)
     unscaled = float(((s_res * s_jac - t_res * t_jac) ** 2).mean())
     return {
         "batch_factor": (2.0 / batch_size) ** 2,
@@ -85,10 +77,14 @@ def term_gradient_norms(student, teacher, X: torch.Tensor, y: torch.Tensor, weig
     the norm of ``weight × ∂term/∂θ`` over all the student's parameters, averaged over the
     batches of ``(X, y)``, and its share of the sum of the norms. A term whose loss value
     is small may still pull hard, and the other way round: this is what the optimiser sees.
+    L_FEAT is not measured here: it needs the adapter trained with the student.
     """
     loss = DistillationLoss.from_weights(weights)
-    targets = teacher_targets(teacher, X, y, loss.needs_input_grad) if loss.needs_teacher \
-        else None
+    if loss.needs_features:
+        raise ValueError("term_gradient_norms does not measure 'feat' (L_FEAT needs the "
+                         "adapter trained with the student); leave it out of weights")
+    targets = teacher_targets(teacher, X, y, "gr" in loss.weights,
+                              need_jac="jac" in loss.weights) if loss.needs_teacher else None
     params = [p for p in student.parameters() if p.requires_grad]
     student.train()
     sums = {t: 0.0 for t in loss.terms}
@@ -96,8 +92,8 @@ def term_gradient_norms(student, teacher, X: torch.Tensor, y: torch.Tensor, weig
     batches = _batches(len(X), batch_size)
     for idx in batches:
         X_b = X[idx].detach().requires_grad_(loss.needs_input_grad)
-        teacher_pred, teacher_grad = targets.batch(idx) if targets else (None, None)
-        terms = loss.compute_terms(student(X_b), y[idx], X_b, teacher_pred, teacher_grad)
+        terms = loss.compute_terms(student(X_b), y[idx], X_b,
+                                   **(targets.batch(idx) if targets else {}))
         for t, value in terms.items():
             grads = torch.autograd.grad(loss.weights[t] * value, params, retain_graph=True,
                                         allow_unused=True)

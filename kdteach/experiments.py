@@ -166,8 +166,9 @@ class StageResult:
             w = self.weights.get(name, {})
             for run, (mse, r2) in enumerate(zip(data["mse"], data["r2"]), start=1):
                 rows.append({"stage": self.stage, "model": name, "run": run,
-                             "hard": w.get("hard", np.nan), "hp": w.get("hp", np.nan),
-                             "gr": w.get("gr", np.nan), "mse": mse, "r2": r2})
+                             **{t: w.get(t, np.nan) for t in ("hard", "hp", "gr")},
+                             **{t: w[t] for t in ("jac", "feat") if t in w},
+                             "mse": mse, "r2": r2})
         return pd.DataFrame(rows)
 
     def per_run(self, names=None) -> pd.DataFrame:
@@ -842,7 +843,8 @@ class Experiment:
         scores = evaluate(net, self.data.X_test, self.data.y_test)
         frame = history.to_frame().drop(columns="model")
         frame.insert(0, "run", run + 1)
-        return {"weights": {t: float(loss.weights.get(t, 0.0)) for t in ("hard", "hp", "gr")},
+        shown = ("hard", "hp", "gr") + tuple(t for t in ("jac", "feat") if t in loss.weights)
+        return {"weights": {t: float(loss.weights.get(t, 0.0)) for t in shown},
                 "teacher": teacher if loss.needs_teacher else None, "epochs": int(epochs),
                 "batch_size": batch_size, "run": run, "role": role, "mse": scores["mse"],
                 "r2": scores["r2"], "net": net, "history": frame}

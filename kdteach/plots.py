@@ -29,9 +29,12 @@ TERM_LABELS = {
     "hard": "hard: MSE(y_s, y)",
     "hp": "L_HP: MSE(y_s, y_t)",
     "gr": "L_GR: MSE(∇x L_s, ∇x L_t)",
+    "jac": "L_JAC: MSE(∂y_s/∂x, ∂y_t/∂x)",
+    "feat": "L_FEAT: MSE(adapter(h_s), h_t)",
     "total": "total (weighted sum)",
 }
-TERM_COLORS = {"hard": "tab:blue", "hp": "tab:orange", "gr": "tab:green", "total": "black"}
+TERM_COLORS = {"hard": "tab:blue", "hp": "tab:orange", "gr": "tab:green", "jac": "tab:cyan",
+               "feat": "tab:brown", "total": "black"}
 
 
 def use_style() -> None:

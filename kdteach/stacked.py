@@ -5,6 +5,9 @@ inputs of shape ``(M, B, d)`` and runs all M with one batched matmul per layer
 (``torch.baddbmm``). Adam — weight decay included — updates each element on its
 own, so one Adam over the stack trains M networks exactly as M separate Adams
 would. ``to_models()`` gives the M ordinary networks back.
+
+``StackedLinear`` does the same for M linear layers of one shape: L_FEAT's adapters,
+trained by the same Adam as the stack of students.
 """
 
 from __future__ import annotations
@@ -69,8 +72,14 @@ class StackedMLP(nn.Module):
         return models
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output ``(M, B, out)`` and every hidden layer's activation ``(M, B, width)``
+        (after the non-linearity, before any dropout), like ``MLP.forward_with_features``."""
         spec = self.spec
         last = len(self.weights) - 1
+        features = []
         for i, (W, b) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(b, x, W)
             if i < last:
@@ -78,9 +87,10 @@ class StackedMLP(nn.Module):
                     x = F.relu(x)
                 else:
                     x = F.leaky_relu(x, spec.negative_slope)
+                features.append(x)
                 if spec.dropout and i in spec.dropout_after and self.training:
                     x = self._dropout(x)
-        return x
+        return x, features
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         p = self.spec.dropout
@@ -90,3 +100,42 @@ class StackedMLP(nn.Module):
             [torch.rand(x.shape[1:], generator=g, device=x.device) for g in self.dropout_generators]
         ) >= p
         return x * keep / (1.0 - p)
+
+
+class StackedLinear(nn.Module):
+    """M ``nn.Linear`` layers of one shape as one: weight ``(M, in, out)``, bias
+    ``(M, 1, out)``; the forward takes ``(M, B, in)``."""
+
+    def __init__(self, n_models: int, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_models, n_in, n_out))
+        self.bias = nn.Parameter(torch.empty(n_models, 1, n_out))
+
+    @classmethod
+    def from_linears(cls, linears: list[nn.Linear]) -> StackedLinear:
+        shapes = {tuple(lin.weight.shape) for lin in linears}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"all stacked linear layers must share one shape, got {sorted(shapes)}"
+            )
+        n_out, n_in = shapes.pop()
+        stack = cls(len(linears), n_in, n_out).to(linears[0].weight.device)
+        with torch.no_grad():
+            stack.weight.copy_(torch.stack([lin.weight.T for lin in linears]))
+            stack.bias.copy_(torch.stack([lin.bias[None, :] for lin in linears]))
+        return stack
+
+    def to_linears(self) -> list[nn.Linear]:
+        """The M layers as ``nn.Linear`` modules holding copies of the current weights."""
+        n_models, n_in, n_out = self.weight.shape
+        linears = []
+        for m in range(n_models):
+            lin = nn.utils.skip_init(nn.Linear, n_in, n_out, device=self.weight.device)
+            with torch.no_grad():
+                lin.weight.copy_(self.weight[m].T)
+                lin.bias.copy_(self.bias[m, 0])
+            linears.append(lin)
+        return linears
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)

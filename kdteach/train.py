@@ -7,8 +7,13 @@ batching (:func:`batch_indices`), the teacher's precomputed targets
 and the per-epoch :class:`History`; they differ only in how weights are held.
 
 Why precompute the teacher? A frozen teacher in eval mode gives the same output for a
-sample whatever batch it lands in, so its outputs (and its part of L_GR) are computed
-once for the whole training set and looked up by sample index.
+sample whatever batch it lands in, so its outputs (and its part of L_GR, its Jacobian
+and its last hidden layer) are computed once for the whole training set and looked up
+by sample index.
+
+L_FEAT adds a learned adapter per student (:func:`~kdteach.losses.make_adapter`), trained
+by the student's Adam; it is returned in ``History.adapters`` and never becomes part of
+the student.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ import torch
 from sklearn.metrics import mean_squared_error, r2_score
 from tqdm.auto import trange
 
-from .losses import DistillationLoss, mse, teacher_gradient_per_sample
+from .config import LOSS_TERMS
+from .losses import (
+    DistillationLoss,
+    make_adapter,
+    mse,
+    teacher_features,
+    teacher_gradient_per_sample,
+    teacher_jacobian,
+)
 from .resources import guard_memory
-from .stacked import StackedMLP
+from .stacked import StackedLinear, StackedMLP
 
 # ---------------------------------------------------------------- checks
 
@@ -63,8 +76,12 @@ def _check_training_args(num_epochs, lr, batch_size, n):
                          f"got {batch_size!r}")
 
 
-def _check_val(val, patience, nets) -> None:
+def _check_val(val, patience, nets, losses=()) -> None:
     """Fail before training if the validation set or the patience is unusable."""
+    if val is not None and any(loss.needs_features for loss in losses):
+        raise ValueError("early stopping (val=) cannot be combined with the 'feat' term yet: "
+                         "its adapter would not be restored with the best epoch; train "
+                         "without val, or without feat")
     if patience is not None and (
         isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
     ):
@@ -92,24 +109,83 @@ def batch_indices(n: int, batch_size: int, generators, device=None) -> list[torc
 
 @dataclass
 class TeacherTargets:
-    """A frozen teacher's outputs ``(N, 1)`` on the training set and, for L_GR, its
-    per-sample input gradient ``2·(t(x)−y)·∇x t(x)`` ``(N, d)``."""
+    """A frozen teacher's outputs ``(N, 1)`` on the training set and, when a loss term
+    needs them: for L_GR its per-sample input gradient ``2·(t(x)−y)·∇x t(x)`` ``(N, d)``;
+    for jac its Jacobian ``∂t(x)/∂x`` ``(N, d)``; for L_FEAT its last hidden layer
+    ``(N, width)``. For a stack of M models every tensor has a leading axis M."""
 
     pred: torch.Tensor
     grad: torch.Tensor | None = None
+    jac: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
-    def batch(self, idx: torch.Tensor):
-        """The batch's teacher outputs and ∇x of its batch-mean MSE."""
-        grad = None if self.grad is None else self.grad[idx] / idx.shape[-1]
-        return self.pred[idx], grad
+    def batch(self, idx: torch.Tensor, rows: torch.Tensor | None = None) -> dict:
+        """The batch's targets, as the keyword arguments of ``DistillationLoss``.
+
+        ``idx`` holds the batch's sample indices, ``(B,)``; for a stack ``(M, B)`` with
+        ``rows`` the model indices ``(M, 1)``. L_GR's gradient is divided by the batch
+        size (it is ∇x of a batch *mean*); the Jacobian is not (it is per sample)."""
+        at = idx if rows is None else (rows, idx)
+        grad = None if self.grad is None else self.grad[at] / idx.shape[-1]
+        return {
+            "teacher_pred": self.pred[at],
+            "teacher_grad": grad,
+            "teacher_jac": None if self.jac is None else self.jac[at],
+            "teacher_features": None if self.features is None else self.features[at],
+        }
+
+    @classmethod
+    def stack(cls, per_model: list, y: torch.Tensor) -> TeacherTargets:
+        """One model's targets per row; a model without a teacher (``None``) gets the
+        labels as outputs and zeros elsewhere (its weights for those terms are 0)."""
+        given = [t for t in per_model if t is not None]
+        widths = {t.features.shape[1] for t in given if t.features is not None}
+        if len(widths) > 1:
+            raise ValueError(
+                f"L_FEAT in one stack needs teachers whose last hidden layers have one width; "
+                f"got widths {sorted(widths)}: train these students in separate calls"
+            )
+
+        def stacked(name, fill):
+            if getattr(given[0], name) is None:
+                return None
+            return torch.stack([fill(getattr(given[0], name)) if t is None else getattr(t, name)
+                                for t in per_model])
+
+        return cls(stacked("pred", lambda _: y), stacked("grad", torch.zeros_like),
+                   stacked("jac", torch.zeros_like), stacked("features", torch.zeros_like))
 
 
-def teacher_targets(teacher, X: torch.Tensor, y: torch.Tensor, need_grad: bool) -> TeacherTargets:
+def teacher_targets(teacher, X: torch.Tensor, y: torch.Tensor, need_grad: bool,
+                    need_jac: bool = False, need_features: bool = False) -> TeacherTargets:
+    """The teacher's targets on ``(X, y)``, computed once in eval mode."""
     teacher.eval()
     with torch.no_grad():
         pred = teacher(X)
-    grad = teacher_gradient_per_sample(teacher, X, y) if need_grad else None
-    return TeacherTargets(pred, grad)
+    return TeacherTargets(
+        pred,
+        grad=teacher_gradient_per_sample(teacher, X, y) if need_grad else None,
+        jac=teacher_jacobian(teacher, X) if need_jac else None,
+        features=teacher_features(teacher, X) if need_features else None,
+    )
+
+
+def _targets_for(loss: DistillationLoss, teacher, X, y) -> TeacherTargets:
+    return teacher_targets(teacher, X, y, "gr" in loss.weights, need_jac="jac" in loss.weights,
+                           need_features=loss.needs_features)
+
+
+ADAPTER_SEED_OFFSET = 0xADA  # L_FEAT's adapter of model m starts from seeds[m] + this
+
+
+def _adapter(student, teacher_width: int, seed) -> torch.nn.Linear:
+    """L_FEAT's adapter from the student's last hidden layer to the teacher's (of width
+    ``teacher_width``); its initial weights depend only on the seed."""
+    spec = getattr(student, "spec", None)
+    if spec is None or len(spec.sizes) < 3:
+        raise ValueError("L_FEAT needs the student to be a kdteach MLP with a hidden layer")
+    return make_adapter(spec.sizes[-2], teacher_width,
+                        _generator(_seed_int(seed) + ADAPTER_SEED_OFFSET))
 
 
 class History:
@@ -130,6 +206,9 @@ class History:
         self.val_mse: list[np.ndarray] = []  # per epoch, when a validation set was given
         self.best_epoch: np.ndarray | None = None
         self.stopped_epoch: np.ndarray | None = None
+        # L_FEAT's trained adapter per model (None for a model without L_FEAT); for
+        # inspection only: the adapter is not part of the student
+        self.adapters: list = [None] * len(self.labels)
         self._sums = None
         self._count = 0
 
@@ -325,7 +404,12 @@ def train(
 
     * a teacher or a scratch student: ``loss=None`` (the hard loss alone);
     * a distilled student: ``DistillationLoss(hard=0.3, hp=0.7)`` and a ``teacher``;
-    * an L_GR student: ``DistillationLoss(hard=0.2, hp=0.5, gr=0.3)`` and a ``teacher``.
+    * an L_GR student: ``DistillationLoss(hard=0.2, hp=0.5, gr=0.3)`` and a ``teacher``;
+    * Jacobian matching: a ``jac`` weight, e.g. ``DistillationLoss(hard=0.3, hp=0.4, jac=0.3)``;
+    * an L_FEAT student: ``DistillationLoss(hard=0.3, hp=0.4, feat=0.3)``. Its adapter
+      (student's last hidden layer → teacher's) starts from ``seed`` and is trained by the
+      same Adam; ``net`` keeps its own layers only, the trained adapter is
+      ``history.adapters[0]``.
 
     ``seed`` (an int or a ``torch.Generator``) fixes the shuffle order. ``heldout=(X, y)``
     records the MSE on that set after every epoch (``history.heldout``); it is only
@@ -343,13 +427,19 @@ def train(
     check_data(X, y, net)
     if heldout is not None:
         check_data(*heldout, net, name="held-out")
-    _check_val(val, patience, [net])
+    _check_val(val, patience, [net], [loss])
     _check_training_args(num_epochs, lr, batch_size, len(X))
     if loss.needs_teacher and teacher is None:
         raise ValueError(f"{loss!r} uses the teacher: pass teacher=...")
-    targets = teacher_targets(teacher, X, y, loss.needs_input_grad) if loss.needs_teacher else None
+    targets = _targets_for(loss, teacher, X, y) if loss.needs_teacher else None
+    adapter = None
+    if loss.needs_features:
+        adapter = _adapter(net, targets.features.shape[-1], seed).to(X.device)
+    params = list(net.parameters())
+    if adapter is not None:
+        params += list(adapter.parameters())  # trained by the student's Adam
     generator = _generator(seed)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     history = History(loss.terms, [desc])
     stopping = None
     if val is not None:
@@ -360,12 +450,17 @@ def train(
         for idx in batch_indices(len(X), batch_size, [generator], X.device):
             idx = idx[0]
             X_batch, y_batch = X[idx], y[idx]
-            teacher_pred, teacher_grad = targets.batch(idx) if targets else (None, None)
+            teacher_batch = targets.batch(idx) if targets else {}
             if loss.needs_input_grad:
                 X_batch.requires_grad_(True)
             optimizer.zero_grad()
-            pred = net(X_batch)
-            total, terms = loss(pred, y_batch, X_batch, teacher_pred, teacher_grad)
+            adapted = None
+            if adapter is None:
+                pred = net(X_batch)
+            else:
+                pred, features = net.forward_with_features(X_batch)
+                adapted = adapter(features[-1])
+            total, terms = loss(pred, y_batch, X_batch, adapted_features=adapted, **teacher_batch)
             total.backward()
             optimizer.step()
             history.add(total, terms, len(idx))
@@ -383,6 +478,7 @@ def train(
         stopping.restore()
         history.best_epoch = stopping.best_epoch
     net.eval()
+    history.adapters = [adapter]
     return history
 
 
@@ -416,7 +512,8 @@ def train_many(
 
     Equivalent to calling :func:`train` on each (pinned by a test), but one step of all M
     is a few batched matmuls. Returns the trained networks (new modules) and a History
-    whose arrays hold one column per network. ``heldout=(X, y)`` as in :func:`train`.
+    whose arrays hold one column per network. ``heldout=(X, y)`` as in :func:`train`; the
+    L_FEAT adapters of the networks that use it are in ``history.adapters``.
 
     ``val=(X_val, y_val)`` and ``patience`` as in :func:`train`, for each network on its
     own: each has its own best epoch (``history.best_epoch[m]``) and is handed back with
@@ -436,14 +533,14 @@ def train_many(
         check_data(X, y, net)
         if heldout is not None:
             check_data(*heldout, net, name="held-out")
-    _check_val(val, patience, nets)
+    _check_val(val, patience, nets, losses)
     _check_training_args(num_epochs, lr, batch_size, len(X))
     for loss, teacher, label in zip(losses, teachers, labels):
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"{label}: {loss!r} uses the teacher: pass its teacher")
 
     # loss weights as per-model columns; a term a model does not use has weight 0
-    terms = [t for t in ("hard", "hp", "gr") if any(t in loss.weights for loss in losses)]
+    terms = [t for t in LOSS_TERMS if any(t in loss.weights for loss in losses)]
     weights = {
         t: torch.tensor([loss.weights.get(t, 0.0) for loss in losses], device=X.device)
         for t in terms
@@ -452,23 +549,30 @@ def train_many(
     union = DistillationLoss(**{t: 1.0 for t in terms})
 
     # each distinct teacher's targets once; a model without a teacher gets the labels
-    need_grad = "gr" in terms
     targets = None
     if union.needs_teacher:
         cache = {}
         for teacher in teachers:
             if teacher is not None and id(teacher) not in cache:
-                cache[id(teacher)] = teacher_targets(teacher, X, y, need_grad)
-        preds = [cache[id(t)].pred if t is not None else y for t in teachers]
-        grads = [cache[id(t)].grad if t is not None else torch.zeros_like(X) for t in teachers]
-        targets = TeacherTargets(torch.stack(preds), torch.stack(grads) if need_grad else None)
+                cache[id(teacher)] = _targets_for(union, teacher, X, y)
+        targets = TeacherTargets.stack([cache[id(t)] if t is not None else None
+                                        for t in teachers], y)
 
     stack = StackedMLP.from_models(nets)
     if stack.spec.dropout:
         stack.dropout_generators = [
             _generator(_seed_int(s) + DROPOUT_SEED_OFFSET, X.device) for s in seeds
         ]
-    optimizer = _make_adam(stack.parameters(), lr, weight_decay, fused)
+    # L_FEAT's adapters, one per model (a model without L_FEAT gets one it never uses)
+    adapters = None
+    if union.needs_features:
+        width = targets.features.shape[-1]
+        adapters = StackedLinear.from_linears(
+            [_adapter(net, width, s).to(X.device) for net, s in zip(nets, seeds)])
+    params = list(stack.parameters())
+    if adapters is not None:
+        params += list(adapters.parameters())
+    optimizer = _make_adam(params, lr, weight_decay, fused)
     generators = [_generator(s) for s in seeds]
     rows = torch.arange(M, device=X.device)[:, None]
     history = History(terms, labels)
@@ -480,16 +584,18 @@ def train_many(
         active = None if stopping is None else stopping.active.copy()
         for idx in batch_indices(len(X), batch_size, generators, X.device):
             X_batch, y_batch = X[idx], y[idx]  # (M, B, d), (M, B, 1)
-            teacher_pred = teacher_grad = None
-            if targets is not None:
-                teacher_pred = targets.pred[rows, idx]
-                if need_grad:
-                    teacher_grad = targets.grad[rows, idx] / idx.shape[1]
-            if need_grad:
+            teacher_batch = targets.batch(idx, rows) if targets is not None else {}
+            if union.needs_input_grad:
                 X_batch.requires_grad_(True)
             optimizer.zero_grad()
-            pred = stack(X_batch)
-            term_values = union.compute_terms(pred, y_batch, X_batch, teacher_pred, teacher_grad)
+            adapted = None
+            if adapters is None:
+                pred = stack(X_batch)
+            else:
+                pred, features = stack.forward_with_features(X_batch)
+                adapted = adapters(features[-1])
+            term_values = union.compute_terms(pred, y_batch, X_batch, adapted_features=adapted,
+                                              **teacher_batch)
             per_model = sum(weights[t] * v for t, v in term_values.items())
             per_model.sum().backward()
             optimizer.step()
@@ -511,6 +617,9 @@ def train_many(
     trained = stack.to_models(like=nets)
     for net in trained:
         net.eval()
+    if adapters is not None:
+        history.adapters = [a if loss.needs_features else None
+                            for a, loss in zip(adapters.to_linears(), losses)]
     return trained, history
 
 

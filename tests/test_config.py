@@ -37,6 +37,7 @@ def test_full_profile_is_the_original_protocol(no_cuda):
     assert s.weight_decay_student == 0
     assert s.kd_weights == {"hard": 0.3, "hp": 0.7}
     assert s.gr_weights == {"hard": 0.2, "hp": 0.5, "gr": 0.3}
+    assert s.feat_weights == {"hard": 0.3, "hp": 0.4, "feat": 0.3}  # named, never built there
     assert tuple(s.grid_hard_weights) == (0.1, 0.3, 0.5, 0.7, 0.9)
     assert (s.n_samples, s.n_features, s.noise, s.test_size) == (2000, 10, 0.1, 0.2)
     assert (s.data_seed, s.split_seed) == (42, 42)
@@ -60,7 +61,8 @@ def test_quick_profile_is_smaller_but_keeps_the_method(no_cuda):
     assert quick.n_runs < full.n_runs
     assert quick.epochs_teacher < full.epochs_teacher
     assert quick.epochs_student < full.epochs_student
-    for name in ("batch_size", "lr_teacher", "lr_student", "kd_weights", "gr_weights"):
+    for name in ("batch_size", "lr_teacher", "lr_student", "kd_weights", "gr_weights",
+                 "feat_weights"):
         assert getattr(quick, name) == getattr(full, name), name
 
 
@@ -246,11 +248,13 @@ def test_batch_limit_follows_the_split(no_cuda):
         ({"hard": 0.3, "hp": math.nan}, "hp"),
         ({"hard": math.inf, "hp": 0.7}, "hard"),
         ({"hard": 0.0, "hp": 0.0}, "> 0"),
-        ({"hard": 0.3, "feat": 0.7}, "feat"),
+        ({"hard": 0.3, "l_feat": 0.7}, "l_feat"),
         ({"hard": 0.3, "hp": "0.7"}, "hp"),
+        ({"hard": 0.3, "feat": -0.3}, "feat"),
+        ({"hard": 0.3, "jac": math.inf}, "jac"),
     ],
 )
-@pytest.mark.parametrize("field", ["kd_weights", "gr_weights"])
+@pytest.mark.parametrize("field", ["kd_weights", "gr_weights", "feat_weights"])
 def test_bad_loss_weights_are_rejected(weights, fragment, field, no_cuda):
     with pytest.raises(ValueError, match=field) as info:
         get_settings("quick", **{field: weights})
@@ -259,8 +263,8 @@ def test_bad_loss_weights_are_rejected(weights, fragment, field, no_cuda):
 
 def test_unknown_term_message_lists_valid_terms():
     with pytest.raises(ValueError) as info:
-        check_weights({"feat": 1.0})
-    for term in ("hard", "hp", "gr"):
+        check_weights({"l_feat": 1.0})
+    for term in ("hard", "hp", "gr", "jac", "feat"):
         assert term in str(info.value)
 
 
@@ -292,4 +296,4 @@ def test_direct_construction_is_validated_too():
 def test_constants():
     assert config.PROFILES == ("quick", "full")
     assert set(config.DEVICES) == {"auto", "cpu", "cuda"}
-    assert config.LOSS_TERMS == ("hard", "hp", "gr")
+    assert config.LOSS_TERMS == ("hard", "hp", "gr", "jac", "feat")

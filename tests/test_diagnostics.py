@@ -5,7 +5,7 @@ import torch
 
 from kdteach.data import make_dataset
 from kdteach.diagnostics import lgr_factors, term_gradient_norms
-from kdteach.losses import gr_loss, input_gradient
+from kdteach.losses import gr_loss, input_gradient, jacobian_matching
 from kdteach.models import StudentNet, TeacherNet
 
 
@@ -64,3 +64,15 @@ def test_bad_batch_size_is_rejected(setup):
     X, y, student, teacher = setup
     with pytest.raises(ValueError, match="batch_size"):
         lgr_factors(student, teacher, X, y, batch_size=10**6)
+
+
+def test_term_gradient_norms_measure_jac_and_refuse_feat(setup):
+    X, y, student, teacher = setup
+    norms = term_gradient_norms(student, teacher, X, y, {"hard": 0.5, "jac": 0.5},
+                                batch_size=len(X))  # one batch: compare with the loss itself
+    assert list(norms["term"]) == ["hard", "jac"]
+    assert norms["loss value"][1] == pytest.approx(jacobian_matching(student, teacher, X).item(),
+                                                   rel=1e-5)
+    assert norms["gradient norm"][1] > 0
+    with pytest.raises(ValueError, match="adapter"):
+        term_gradient_norms(student, teacher, X, y, {"hard": 0.5, "feat": 0.5})

@@ -291,3 +291,16 @@ def test_zero_epochs_with_val_keeps_the_initial_weights(data, inits):
     assert history.best_epoch.tolist() == [0] and history.stopped_epoch.tolist() == [0]
     assert len(history) == 0 and history.val_mse == []
     assert_same_weights(net, fresh(inits[0]))
+
+
+def test_early_stopping_refuses_the_feat_term_whose_adapter_it_cannot_restore():
+    from kdteach.data import make_dataset
+    from kdteach.losses import DistillationLoss
+    from kdteach.models import StudentNet, TeacherNet
+    from kdteach.train import train
+
+    ds = make_dataset(n_samples=200)
+    with pytest.raises(ValueError, match="cannot be combined with the 'feat' term"):
+        train(StudentNet(), ds.X_train, ds.y_train, DistillationLoss(hard=0.5, feat=0.5),
+              TeacherNet(), num_epochs=1, lr=1e-3, val=(ds.X_test, ds.y_test), patience=2,
+              progress=False)

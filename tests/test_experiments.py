@@ -324,3 +324,73 @@ def test_fit_summary_scores_training_and_test_sets_in_eval_mode(lessons):
     assert table.loc[EXPERT, "training MSE / σ²"] == pytest.approx(train_mse / 0.01)
     again = exp.fit_summary({EXPERT: experts})  # dropout off: the same numbers twice
     assert again.equals(table)
+
+
+# ---------------------------------------------------------------- going further (05)
+
+
+@pytest.fixture(scope="module")
+def further(tmp_path_factory):
+    exp = Experiment(tiny(), cache=tmp_path_factory.mktemp("cache"), progress=False)
+    return exp
+
+
+def test_jacobian_and_feature_students_are_compared_with_the_validation_choice(further):
+    exp = further
+    chosen = exp.model_selection().chosen
+    for stage, name in ((exp.jacobian_matching(), experiments.JAC),
+                        (exp.feature_distillation(), experiments.FEAT)):
+        assert stage.chosen == chosen and name in stage.results and chosen in stage.results
+        main = stage.tests[f"{name} vs validation-chosen L_HP"]
+        assert (main.a, main.b, main.alternative, main.descriptive) == (name, chosen,
+                                                                        "two-sided", False)
+        assert all(isinstance(net, StudentNet) for net in stage.models[name])
+    assert exp.jacobian_matching().weights[experiments.JAC] == {"hard": 0.2, "hp": 0.5,
+                                                                "jac": 0.3}
+    assert exp.feature_distillation().weights[experiments.FEAT] == exp.settings.feat_weights
+
+
+def test_three_way_points_cover_the_simplex_at_step_a_tenth(further):
+    points = further.three_way_points("jac")
+    assert len(points) == 66
+    assert all(abs(sum(p.values()) - 1) < 1e-9 for p in points)
+    assert {"hard": 0.0, "hp": 0.0, "jac": 1.0} in points and {"hard": 1.0, "hp": 0.0,
+                                                                "jac": 0.0} in points
+
+
+def test_three_way_search_chooses_on_validation(further, monkeypatch):
+    exp = further
+    # a smaller simplex keeps the test fast; the choice logic is the same
+    monkeypatch.setattr(exp, "three_way_points", lambda term: [
+        {"hard": 0.5, "hp": 0.5, term: 0.0}, {"hard": 0.2, "hp": 0.5, term: 0.3},
+        {"hard": 0.0, "hp": 0.0, term: 1.0}])
+    result = exp.three_way_search("jac")
+    table = result.validation
+    best = table.loc[table["Mean validation MSE"].idxmin(), "Weights"]
+    assert result.chosen == best and len(table) == 3
+    row = table[table["Weights"] == best].iloc[0]
+    assert result.weights[experiments.THREE_WAY] == {
+        t: float(row[t]) for t in ("hard", "hp", "jac") if row[t] > 0}
+    assert "3-way vs validation-chosen L_HP" in result.tests
+
+
+def test_early_stopping_restores_the_best_validation_epoch(tmp_path):
+    exp = Experiment(tiny(epochs_student=6, patience=50), cache=tmp_path, progress=False)
+    result = exp.early_stopping()
+    X_fit, y_fit, X_val, y_val = exp.validation()
+    best = exp.best_epochs["early_stopping"]
+    for kind in ("scratch", "distilled"):
+        stopped, plain = experiments.STOPPED[kind], experiments.FIT[kind]
+        assert all(1 <= b <= 6 for b in best[stopped])
+        for run in range(2):
+            # same start and batches: the stopped student is never worse on validation
+            v_stopped = evaluate(result.models[stopped][run], X_val, y_val)["mse"]
+            v_plain = evaluate(result.models[plain][run], X_val, y_val)["mse"]
+            assert v_stopped <= v_plain + 1e-7
+            if best[stopped][run] == 6:
+                assert v_stopped == pytest.approx(v_plain, rel=1e-6)
+    assert result.tests["early stopped vs all epochs (scratch)"].alternative == "two-sided"
+    # the best epochs come back from the cache too
+    again = Experiment(tiny(epochs_student=6, patience=50), cache=tmp_path, progress=False)
+    again.early_stopping()
+    assert again.best_epochs["early_stopping"] == best

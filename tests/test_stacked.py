@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from kdteach.models import MLP, ExpertTeacherNet, MLPSpec, StudentNet, TeacherNet
-from kdteach.stacked import StackedMLP
+from kdteach.stacked import StackedLinear, StackedMLP
 
 
 def make(cls, seeds):
@@ -100,3 +101,44 @@ def test_gradients_stay_per_model():
     for W in stack.weights:
         assert W.grad[0].abs().sum() > 0
         assert W.grad[1].abs().sum() == 0
+
+
+@pytest.mark.parametrize("cls", [StudentNet, ExpertTeacherNet])
+def test_stacked_features_equal_each_models_features(cls):
+    nets = [n.eval() for n in make(cls, [3, 4])]
+    stack = StackedMLP.from_models(nets).eval()
+    x = torch.randn(2, 20, 10, generator=torch.Generator().manual_seed(0))
+    out, features = stack.forward_with_features(x)
+    assert torch.equal(out, stack(x))
+    for m, net in enumerate(nets):
+        net_out, net_features = net.forward_with_features(x[m])
+        assert torch.allclose(out[m], net_out, rtol=1e-5, atol=1e-6)
+        assert len(features) == len(net_features)
+        for ours, theirs in zip(features, net_features):
+            assert torch.allclose(ours[m], theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_features_are_taken_before_dropout():
+    stack = StackedMLP.from_models(make(ExpertTeacherNet, [0])).train()
+    x = torch.randn(1, 200, 10)
+    _, features = stack.forward_with_features(x)
+    # dropout zeroes 30 % of a layer's outputs; before it, LeakyReLU leaves none at zero
+    assert all((f != 0).all() for f in features)
+
+
+def test_stacked_linear_round_trip_and_forward():
+    torch.manual_seed(0)
+    linears = [nn.Linear(32, 64) for _ in range(3)]
+    stack = StackedLinear.from_linears(linears)
+    assert tuple(stack.weight.shape) == (3, 32, 64) and tuple(stack.bias.shape) == (3, 1, 64)
+    x = torch.randn(3, 5, 32)
+    out = stack(x)
+    back = stack.to_linears()
+    for m, (lin, again) in enumerate(zip(linears, back)):
+        assert torch.allclose(out[m], lin(x[m]), rtol=1e-5, atol=1e-6)
+        assert torch.equal(again.weight, lin.weight) and torch.equal(again.bias, lin.bias)
+    with torch.no_grad():
+        stack.weight.zero_()
+    assert back[0].weight.abs().sum() > 0  # copies, not views
+    with pytest.raises(ValueError, match="one shape"):
+        StackedLinear.from_linears([nn.Linear(32, 64), nn.Linear(16, 64)])

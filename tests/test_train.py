@@ -10,9 +10,10 @@ from sklearn.metrics import mean_squared_error, r2_score
 from torch import nn
 
 from kdteach.data import make_dataset
-from kdteach.losses import DistillationLoss
-from kdteach.models import ExpertTeacherNet, StudentNet, TeacherNet
+from kdteach.losses import DistillationLoss, make_adapter, output_jacobian
+from kdteach.models import MLP, ExpertTeacherNet, MLPSpec, StudentNet, TeacherNet, count_parameters
 from kdteach.train import (
+    ADAPTER_SEED_OFFSET,
     History,
     TeacherTargets,
     batch_indices,
@@ -25,6 +26,8 @@ from kdteach.train import (
 
 HP = {"hard": 0.3, "hp": 0.7}
 GR = {"hard": 0.2, "hp": 0.5, "gr": 0.3}
+JAC = {"hard": 0.3, "hp": 0.4, "jac": 0.3}
+FEAT = {"hard": 0.3, "hp": 0.4, "feat": 0.3}
 
 
 @pytest.fixture(scope="module")
@@ -244,13 +247,15 @@ def test_teacher_targets(ds, teachers):
     with torch.no_grad():
         assert torch.allclose(targets.pred, teacher(X))
     idx = torch.tensor([5, 0, 42])
-    pred, grad = targets.batch(idx)
-    assert torch.equal(pred, targets.pred[idx])
+    batch = targets.batch(idx)
+    assert set(batch) == {"teacher_pred", "teacher_grad", "teacher_jac", "teacher_features"}
+    assert torch.equal(batch["teacher_pred"], targets.pred[idx])
     Xb = X[idx].clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(nn.MSELoss()(teacher(Xb), y[idx]), Xb)
-    assert torch.allclose(grad, expected, rtol=1e-5, atol=1e-8)
+    assert torch.allclose(batch["teacher_grad"], expected, rtol=1e-5, atol=1e-8)
+    assert batch["teacher_jac"] is None and batch["teacher_features"] is None
     assert teacher_targets(teacher, X, y, need_grad=False).grad is None
-    assert TeacherTargets(targets.pred).batch(idx)[1] is None
+    assert TeacherTargets(targets.pred).batch(idx)["teacher_grad"] is None
 
 
 def test_batch_indices_are_fresh_permutations():
@@ -313,9 +318,9 @@ def test_a_bad_heldout_set_is_rejected(ds, student_init):
 # ---------------------------------------------------------------- many models at once
 
 
-@pytest.mark.parametrize("kind", ["plain", "hp", "gr"])
+@pytest.mark.parametrize("kind", ["plain", "hp", "gr", "jac", "feat"])
 def test_train_many_equals_train(kind, ds, student_init, teachers):
-    weights = {"plain": {"hard": 1.0}, "hp": HP, "gr": GR}[kind]
+    weights = {"plain": {"hard": 1.0}, "hp": HP, "gr": GR, "jac": JAC, "feat": FEAT}[kind]
     loss = DistillationLoss(**weights)
     teacher = teachers[0] if loss.needs_teacher else None
     single = fresh_student(student_init)
@@ -328,6 +333,10 @@ def test_train_many_equals_train(kind, ds, student_init, teachers):
     for term in h1.terms:
         np.testing.assert_allclose(np.concatenate(h2.epochs[term]),
                                    np.concatenate(h1.epochs[term]), rtol=1e-4)
+    if kind == "feat":
+        assert_same_weights(h1.adapters[0], h2.adapters[0], atol=1e-5)
+    else:
+        assert h1.adapters == [None] and h2.adapters == [None]
 
 
 def test_train_many_mixed_losses_teachers_and_seeds(ds, student_init, teachers):
@@ -534,3 +543,132 @@ def test_progress_true_draws_a_bar(ds, student_init, capsys):
     train(fresh_student(student_init), X, y, num_epochs=2, lr=1e-3, progress=True,
           desc="student-bar", leave=True)
     assert "student-bar" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- jac and L_FEAT
+
+
+def reference_training(net, teacher, X, y, weights, num_epochs, lr, seed):
+    """jac and L_FEAT written out by hand, with the teacher run on every batch and the
+    adapter made and optimised here. Only the batch order and the adapter's initial
+    weights are borrowed from kdteach. Returns the adapter (or None) and each epoch's
+    sample-weighted mean of the jac or feat term."""
+    criterion = nn.MSELoss()
+    adapter = None
+    params = list(net.parameters())
+    if "feat" in weights:
+        adapter = make_adapter(32, 64, torch.Generator().manual_seed(seed + ADAPTER_SEED_OFFSET))
+        params += list(adapter.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    net.train()
+    teacher.eval()
+    means = []
+    for _ in range(num_epochs):
+        term_sum = 0.0
+        for idx in batch_indices(len(X), 128, [generator]):
+            X_batch = X[idx[0]].clone().requires_grad_(True)
+            y_batch = y[idx[0]]
+            optimizer.zero_grad()
+            y_teacher, t_features = teacher.forward_with_features(X_batch)
+            (t_jac,) = torch.autograd.grad(y_teacher.sum(), X_batch)
+            y_student, s_features = net.forward_with_features(X_batch)
+            if adapter is None:
+                (s_jac,) = torch.autograd.grad(y_student.sum(), X_batch, create_graph=True)
+                term = criterion(s_jac, t_jac)
+                weight = weights["jac"]
+            else:
+                term = criterion(adapter(s_features[-1]), t_features[-1].detach())
+                weight = weights["feat"]
+            total = (weights["hard"] * criterion(y_student, y_batch)
+                     + weights["hp"] * criterion(y_student, y_teacher.detach()) + weight * term)
+            total.backward()
+            optimizer.step()
+            term_sum += term.item() * len(y_batch)
+        means.append(term_sum / len(X))
+    return adapter, means
+
+
+@pytest.mark.parametrize("weights", [JAC, FEAT], ids=["jac", "feat"])
+def test_precomputed_teacher_jacobian_and_features_match_a_per_batch_teacher(
+        weights, ds, student_init, teachers):
+    X, y = ds.X_train[:600], ds.y_train[:600]  # the last batch holds 88
+    ours, theirs = fresh_student(student_init), fresh_student(student_init)
+    history = train(ours, X, y, DistillationLoss(**weights), teachers[0], num_epochs=2, lr=1e-3,
+                    seed=4, progress=False)
+    adapter, means = reference_training(theirs, teachers[0], X, y, weights, num_epochs=2,
+                                        lr=1e-3, seed=4)
+    term = "jac" if "jac" in weights else "feat"
+    np.testing.assert_allclose(np.concatenate(history.epochs[term]), means, rtol=1e-4)
+    assert_same_weights(ours, theirs, atol=1e-5)
+    if adapter is not None:
+        assert_same_weights(history.adapters[0], adapter, atol=1e-5)
+    assert weights_differ(ours, fresh_student(student_init))
+
+
+def test_teacher_targets_hold_the_jacobian_and_the_last_hidden_layer(ds):
+    torch.manual_seed(1)
+    teacher = ExpertTeacherNet().train()  # eval mode is the function's job
+    X, y = ds.X_train[:100], ds.y_train[:100]
+    targets = teacher_targets(teacher, X, y, need_grad=False, need_jac=True, need_features=True)
+    assert targets.grad is None
+    assert tuple(targets.jac.shape) == (100, 10) and tuple(targets.features.shape) == (100, 64)
+    idx = torch.tensor([5, 0, 42])
+    batch = targets.batch(idx)
+    # the Jacobian is per sample: a batch's is the rows, not divided by the batch size
+    assert torch.allclose(batch["teacher_jac"], output_jacobian(teacher.eval(), X[idx]),
+                          rtol=1e-5, atol=1e-8)
+    with torch.no_grad():
+        features = teacher.forward_with_features(X[idx])[1][-1]
+    assert torch.allclose(batch["teacher_features"], features, rtol=1e-5, atol=1e-7)
+    plain = teacher_targets(teacher, X, y, need_grad=True)
+    assert plain.jac is None and plain.features is None
+
+
+def test_feat_trains_the_adapter_and_leaves_the_student_a_student(ds, student_init, teachers):
+    net = fresh_student(student_init)
+    X, y = ds.X_train[:512], ds.y_train[:512]
+    history = train(net, X, y, DistillationLoss(**FEAT), teachers[0], num_epochs=3, lr=1e-3,
+                    seed=6, progress=False)
+    adapter = history.adapters[0]
+    start = make_adapter(32, 64, torch.Generator().manual_seed(6 + ADAPTER_SEED_OFFSET))
+    assert weights_differ(adapter, start)  # the adapter was trained ...
+    feat = [float(v[0]) for v in history.epochs["feat"]]
+    assert feat[-1] < feat[0]  # ... and with the student it matches the teacher better
+    # the student is a plain StudentNet: no adapter inside
+    assert type(net) is StudentNet
+    assert count_parameters(net) == 6_977
+    assert list(net.state_dict()) == list(StudentNet().state_dict())
+    assert all(p is not q for p in net.parameters() for q in adapter.parameters())
+    assert set(evaluate(net, ds.X_test, ds.y_test)) == {"mse", "r2"}
+
+
+def test_train_many_feat_among_other_losses(ds, student_init, teachers):
+    """A stack with L_FEAT, L_HP and plain students: each equals its own train(); only the
+    L_FEAT student has an adapter, and every trained network is a plain StudentNet."""
+    X, y = ds.X_train[:600], ds.y_train[:600]
+    plan = [(FEAT, teachers[0], 1), (HP, teachers[0], 2), ({"hard": 1.0}, None, 3),
+            ({"hard": 0.5, "jac": 0.2, "feat": 0.3}, teachers[1], 4)]
+    losses = [DistillationLoss(**w) for w, _, _ in plan]
+    trained, history = train_many([fresh_student(student_init) for _ in plan], X, y, losses,
+                                  [t for _, t, _ in plan], seeds=[s for _, _, s in plan],
+                                  num_epochs=2, lr=1e-3, weight_decay=1e-4, progress=False)
+    assert history.terms == ["hard", "hp", "jac", "feat", "total"]
+    assert [a is None for a in history.adapters] == [False, True, True, False]
+    for m, (loss, (_, teacher, seed)) in enumerate(zip(losses, plan)):
+        single = fresh_student(student_init)
+        h = train(single, X, y, loss, teacher, num_epochs=2, lr=1e-3, weight_decay=1e-4,
+                  seed=seed, progress=False)
+        assert_same_weights(single, trained[m], atol=1e-5)
+        if loss.needs_features:
+            assert_same_weights(h.adapters[0], history.adapters[m], atol=1e-5)
+        assert type(trained[m]) is StudentNet and count_parameters(trained[m]) == 6_977
+
+
+def test_train_many_feat_needs_teachers_of_one_width(ds, student_init, teachers):
+    torch.manual_seed(0)
+    narrow = MLP(MLPSpec((10, 48, 1), activation="leaky_relu"))
+    with pytest.raises(ValueError, match="one width"):
+        train_many([fresh_student(student_init)] * 2, ds.X_train[:100], ds.y_train[:100],
+                   [DistillationLoss(**FEAT)] * 2, [teachers[0], narrow], num_epochs=1,
+                   lr=1e-3, batch_size=50, progress=False)
