@@ -753,6 +753,34 @@ class Experiment:
 
         return self._stage("early_stopping", build)
 
+    def cost_comparison(self, students: list[str], min_run_time: float = 1.0,
+                        threads: int = 1) -> tuple[pd.DataFrame, dict]:
+        """What each model costs beside what it gets right: the costs table of
+        :func:`kdteach.costs.model_costs` for run 1's teacher, expert and student (every
+        student has the same architecture, so one row per named student repeats the
+        student's costs), and ``{name: [test MSE per run]}`` for the same models."""
+        from .costs import LABEL, model_costs
+
+        found = {}
+        for stage in self._stages.values():
+            for name, data in stage.results.items():
+                found.setdefault(name, data["mse"])
+        missing = [n for n in students if n not in found]
+        if missing:
+            raise ValueError(f"run the stages of {missing} first; have {sorted(found)}")
+        student = initial_student(0, self.settings.n_features)
+        table = model_costs({TEACHER: self.teachers("teacher")[0],
+                             EXPERT: self.teachers("expert")[0], "Student": student},
+                            min_run_time=min_run_time, threads=threads)
+        row = table[table[LABEL] == "Student"]
+        table = pd.concat([table[table[LABEL] != "Student"],
+                           *[row.assign(**{LABEL: name}) for name in students]],
+                          ignore_index=True)
+        part2 = self.expert_teacher()
+        mse = {TEACHER: part2.results[TEACHER]["mse"], EXPERT: part2.results[EXPERT]["mse"],
+               **{name: found[name] for name in students}}
+        return table, mse
+
     # -- running ---------------------------------------------------------------
 
     def run(self, stage: str) -> StageResult:

@@ -558,9 +558,12 @@ def ternary_heatmap(table: pd.DataFrame, value: str = "Mean validation MSE", thi
     x = table["hp"] + table[third] / 2
     y = table[third] * np.sqrt(3) / 2
     fig, ax = _figure_and_axes(ax, figsize=(9, 7.5))
-    points = ax.scatter(x, y, c=table[value], cmap="viridis_r", marker="h", s=900,
-                        edgecolor="white", linewidth=0.5)
-    fig.colorbar(points, ax=ax, label=f"{value} (lower is better)")
+    values = table[value].to_numpy(dtype=float)
+    top = float(np.quantile(values, 0.9))  # a few very poor points must not flatten the rest
+    points = ax.scatter(x, y, c=np.minimum(values, top), cmap="viridis_r", marker="h", s=900,
+                        edgecolor="white", linewidth=0.5, vmax=top)
+    fig.colorbar(points, ax=ax, extend="max" if values.max() > top else "neither",
+                 label=f"{value}, lower is better\n(darkest: {top:.3g} or more)")
     corners = {"hard": (0, 0), "hp": (1, 0), third: (0.5, np.sqrt(3) / 2)}
     for name, (cx, cy) in corners.items():
         ax.annotate(f"{name} = 1", (cx, cy), xytext=(0, -22 if cy == 0 else 14),
@@ -569,12 +572,14 @@ def ternary_heatmap(table: pd.DataFrame, value: str = "Mean validation MSE", thi
         row = table[table["Weights"] == chosen].iloc[0]
         ax.scatter([row["hp"] + row[third] / 2], [row[third] * np.sqrt(3) / 2], s=1400,
                    facecolor="none", edgecolor="red", linewidth=2.5, label=f"chosen: {chosen}")
-        ax.legend(loc="upper right", markerscale=0.4)
+        ax.legend(loc="upper left", markerscale=0.4)
     ax.set_xlim(-0.12, 1.12)
     ax.set_ylim(-0.15, np.sqrt(3) / 2 + 0.12)
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(f"Three-way weight search: {value} at each (hard, hp, {third})")
+    fig.tight_layout()
+    return fig
 
 
 def cost_vs_error(costs: pd.DataFrame, mse: dict, cost: str = "latency batch 1 (µs)", ax=None):

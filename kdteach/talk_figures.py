@@ -38,7 +38,7 @@ from .experiments import (
     TEACHER,
     Experiment,
 )
-from .naming import FRESH, color
+from .naming import FRESH, JAC, color
 from .stats import paired_test
 
 TALK_SIZE = (40 / 3, 7.5)  # inches, 16:9: a PowerPoint or Keynote wide slide
@@ -104,6 +104,13 @@ def _gradient_shares(exp: Experiment) -> Figure:
     norms = term_gradient_norms(final.models[LGR][0], exp.teachers("expert")[0],
                                 exp.data.X_train, exp.data.y_train, exp.settings.gr_weights)
     return plots.gradient_shares(norms)
+
+
+def _costs(exp: Experiment) -> Figure:
+    exp.jacobian_matching()
+    costs, mse = exp.cost_comparison([SCRATCH, exp.model_selection().chosen, JAC],
+                                     min_run_time=0.2)
+    return plots.cost_vs_error(costs, mse)
 
 
 def _tests(stage) -> list:
@@ -176,6 +183,17 @@ FIGURES: list[TalkFigure] = [
     TalkFigure("04_paired_differences", "Part 4: L_GR against its controls",
                lambda exp: plots.paired_differences(_tests(exp.gradient_regularisation()))),
     TalkFigure("04_gradient_shares", "How hard each loss term pulls", _gradient_shares),
+    TalkFigure("05_jacobian_matching", "L_JAC against the validation choice and L_GR",
+               lambda exp: plots.paired_differences(_tests(exp.jacobian_matching()))),
+    TalkFigure("05_feature_distillation", "L_FEAT against the validation choice",
+               lambda exp: plots.paired_differences(_tests(exp.feature_distillation()))),
+    TalkFigure("05_three_way_search", "The three-way search on its simplex",
+               lambda exp: plots.ternary_heatmap(
+                   exp.three_way_search("jac").validation, third="jac",
+                   chosen=exp.three_way_search("jac").chosen)),
+    TalkFigure("05_early_stopping", "Early stopping: paired differences",
+               lambda exp: plots.paired_differences(_tests(exp.early_stopping()))),
+    TalkFigure("05_costs", "What each model costs and what it gets right", _costs),
 ]
 
 

@@ -394,3 +394,15 @@ def test_early_stopping_restores_the_best_validation_epoch(tmp_path):
     again = Experiment(tiny(epochs_student=6, patience=50), cache=tmp_path, progress=False)
     again.early_stopping()
     assert again.best_epochs["early_stopping"] == best
+
+
+def test_cost_comparison_repeats_the_students_costs_and_collects_their_errors(further):
+    exp = further
+    exp.jacobian_matching()
+    table, mse = exp.cost_comparison([SCRATCH, experiments.JAC], min_run_time=0.01)
+    assert list(table["Model"]) == [TEACHER, EXPERT, SCRATCH, experiments.JAC]
+    assert list(table["parameters"]) == [109_825, 126_337, 6_977, 6_977]
+    assert (table["latency batch 1 (µs)"] > 0).all()
+    assert mse[experiments.JAC] == exp.jacobian_matching().results[experiments.JAC]["mse"]
+    with pytest.raises(ValueError, match="run the stages"):
+        exp.cost_comparison(["Student (nobody)"], min_run_time=0.01)

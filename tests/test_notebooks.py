@@ -18,6 +18,7 @@ EXPECTED = [
     "02_expert_teacher",
     "03_grid_search",
     "04_gradient_regularisation",
+    "05_going_further",
 ]
 CHECK = "# NBVAL_CHECK_OUTPUT"
 MAX_CODE_LINES = 15

@@ -242,3 +242,19 @@ def test_stage_figures_use_each_models_colour(exp):
     faces = {matplotlib.colors.to_hex(fc) for c in fig.axes[0].collections
              for fc in c.get_facecolors()}
     assert matplotlib.colors.to_hex(naming.color(EXPERT)) in faces
+
+
+def test_ternary_heatmap_one_hexagon_per_point_and_the_choice_circled():
+    rows = [{"hard": i / 10, "hp": j / 10, "jac": round(1 - i / 10 - j / 10, 10),
+             "Weights": f"{i}/{j}", "Mean validation MSE": 0.3 + 0.01 * i + (5.0 if i + j == 0
+                                                                             else 0.0)}
+            for i in range(11) for j in range(11 - i)]
+    table = pd.DataFrame(rows)
+    fig = plots.ternary_heatmap(table, chosen="0/10")
+    hexagons, circle = fig.axes[0].collections[:2]
+    assert len(hexagons.get_offsets()) == 66 and len(circle.get_offsets()) == 1
+    # the one very poor point does not stretch the colour scale
+    assert hexagons.norm.vmax < 1.0
+    assert "chosen: 0/10" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    with pytest.raises(ValueError, match="column"):
+        plots.ternary_heatmap(table.drop(columns="jac"))
