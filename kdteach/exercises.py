@@ -31,6 +31,7 @@ from scipy import stats
 from .experiments import grid_name
 from .losses import hp_loss as _hp_loss
 from .losses import input_gradient as _input_gradient
+from .losses import jacobian_matching as _jacobian_matching
 from .losses import lgr_as_in_original, mse
 from .models import ExpertTeacherNet, StudentNet, TeacherNet
 
@@ -744,6 +745,78 @@ def _depends_on(out: torch.Tensor, model) -> bool:
     return any(g is not None and bool(g.abs().sum() > 0) for g in grads)
 
 
+# --------------------------------------------------------------------------- jacobian_matching
+
+
+def _check_jacobian_matching(answer) -> str:
+    gen = torch.Generator().manual_seed(SEED + 7)
+    n_cases = 6
+    tally = _Tally(
+        "`jacobian_matching` differs from L_JAC on some random batches.",
+        close=lambda a, b: _close(a, b, rtol=1e-3, atol=1e-12),
+    )
+    for case in range(n_cases):
+        d, n = 3 + case % 3, 6 + 2 * case
+        torch.manual_seed(SEED + 7 + case)
+        student, teacher = StudentNet(n_features=d), ExpertTeacherNet(n_features=d)
+        X = _batch(gen, n, d)
+        student.train()
+        teacher.train()  # as during the teacher's own training: L_JAC must switch it to eval
+        right, variants = _jacobian_variants(student, teacher, X)
+        out = _call("jacobian_matching", answer, student, teacher, X.clone())
+        value = _judge_jacobian_matching(out, student, teacher, right)
+        tally.add(value, right, variants)
+    tally.verdict()
+    return (
+        f"`jacobian_matching` equals L_JAC on {n_cases} random batches, trains the student and "
+        "leaves the teacher untouched."
+    )
+
+
+def _jacobian_variants(student, teacher, X) -> tuple[float, list]:
+    t = copy.deepcopy(teacher).eval()
+    right = float(_jacobian_matching(student, t, X).detach())
+    n, d = X.shape
+    return right, [
+        ("`jacobian_matching` adds up the squared differences instead of averaging them over "
+         "samples and features.", right * n * d),
+        ("`jacobian_matching` differentiates the mean of the outputs instead of their sum, "
+         "so every derivative is B times too small: each sample's output depends only on its "
+         "own row, and the sum keeps every derivative whole.", right / (n * n)),
+    ]
+
+
+def _judge_jacobian_matching(out, student, teacher, right) -> float:
+    """The mistakes one case shows directly; the answer's value if it shows none."""
+    if any(p.grad is not None for p in teacher.parameters()):
+        raise _Incorrect(
+            "`jacobian_matching` left gradients in the teacher's parameters (`.backward()`): "
+            "compute the derivatives with `torch.autograd.grad`."
+        )
+    if any(p.grad is not None for p in student.parameters()):
+        raise _Incorrect(
+            "`jacobian_matching` left gradients in the student's parameters (`.backward()`), "
+            "which would add to the training step: use `torch.autograd.grad(..., X, ...)`."
+        )
+    value = _loss_value("jacobian_matching", out, needs_graph=False)
+    if not _depends_on(out, student):
+        raise _Incorrect(
+            "`jacobian_matching` does not depend on the student's weights, so it trains "
+            "nothing: compute the student's derivatives with `create_graph=True`."
+        )
+    if _depends_on(out, teacher):
+        raise _Incorrect(
+            "The teacher would receive gradients from `jacobian_matching`: its derivatives "
+            "must be a constant target (computed without `create_graph`, or detached)."
+        )
+    if teacher.training and not _close(value, right, rtol=1e-3, atol=1e-12):
+        raise _Incorrect(
+            "`jacobian_matching` used the teacher in train mode, so dropout made its "
+            "derivatives random: call `teacher.eval()` first."
+        )
+    return value
+
+
 # --------------------------------------------------------------------------- the catalogue
 
 
@@ -828,6 +901,19 @@ EXERCISES = {
                 "`teacher.eval()`; `g_t = input_gradient(teacher, X, y, create_graph=False)`; "
                 "`g_s = input_gradient(student, X, y, create_graph=True)`; "
                 "`((g_s - g_t.detach()) ** 2).mean()`.",
+            ),
+        ),
+        Exercise(
+            "jacobian_matching",
+            _check_jacobian_matching,
+            (
+                "Each sample's output depends only on its own input row, so the derivative "
+                "of the *sum* of the outputs with respect to X gives every sample's "
+                "derivatives at once. Only the student's may carry a graph.",
+                "`teacher.eval()`; `X = X.detach().requires_grad_(True)`; "
+                "`j_t = torch.autograd.grad(teacher(X).sum(), X)[0]`; "
+                "`j_s = torch.autograd.grad(student(X).sum(), X, create_graph=True)[0]`; "
+                "`((j_s - j_t) ** 2).mean()`.",
             ),
         ),
     )

@@ -43,12 +43,14 @@ NAMES = [
     "pick_weights",
     "input_gradient",
     "lgr_loss",
+    "jacobian_matching",
 ]
 LESSONS = {
     "01_distillation_loss": "01_standard_teacher.ipynb",
     "02_distillation_step": "02_expert_teacher.ipynb",
     "03_choosing_weights": "03_grid_search.ipynb",
     "04_gradient_matching": "04_gradient_regularisation.ipynb",
+    "05_jacobian_matching": "05_going_further.ipynb",
 }
 NUMBER = re.compile(r"\d\.\d|\de-\d")  # a printed float: a message must never contain one
 
@@ -616,6 +618,61 @@ def test_lgr_loss_trains_the_student_in_a_step(solved):
     solved["lgr_loss"](student, teacher, X, y).backward()
     assert all(p.grad is not None for p in student.parameters())
     assert all(p.grad is None for p in teacher.parameters())
+
+
+# --------------------------------------------------------------------------- jacobian_matching
+
+
+def make_jac(eval_teacher=True, student_graph=True, teacher_graph=False,
+             reduce=lambda a, b: ((a - b) ** 2).mean(), outputs=lambda out: out.sum(),
+             backward=False):
+    """A jacobian_matching with one deliberate mistake."""
+
+    def derivatives(model, X, create_graph):
+        X = X.detach().requires_grad_(True)
+        total = outputs(model(X))
+        if backward:
+            total.backward(create_graph=create_graph)
+            return X.grad
+        return torch.autograd.grad(total, X, create_graph=create_graph)[0]
+
+    def jacobian_matching(student, teacher, X):
+        if eval_teacher:
+            teacher.eval()
+        return reduce(derivatives(student, X, student_graph), derivatives(teacher, X,
+                                                                            teacher_graph))
+
+    return jacobian_matching
+
+
+@pytest.mark.parametrize(
+    "answer, fragment",
+    [
+        (make_jac(student_graph=False), "compute the student's derivatives with `create_graph"),
+        (make_jac(teacher_graph=True), "The teacher would receive gradients"),
+        (make_jac(eval_teacher=False), "teacher in train mode"),
+        (make_jac(reduce=lambda a, b: ((a - b) ** 2).sum()), "adds up the squared differences"),
+        (make_jac(outputs=lambda out: out.mean()), "mean of the outputs instead of their sum"),
+        (make_jac(backward=True), "left gradients in the teacher's parameters"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_jacobian_matching_mistakes(answer, fragment):
+    incorrect("jacobian_matching", answer, fragment)
+
+
+def test_jacobian_matching_accepts_the_package_and_jacrev_forms():
+    from torch.func import jacrev, vmap
+
+    from kdteach.losses import jacobian_matching
+
+    def with_jacrev(student, teacher, X):
+        teacher.eval()
+        one = lambda m: vmap(jacrev(lambda x: m(x[None])[0, 0]))(X)  # noqa: E731
+        return ((one(student) - one(teacher).detach()) ** 2).mean()
+
+    for answer in (jacobian_matching, with_jacrev):
+        assert exercises.check("jacobian_matching", answer).status == exercises.CORRECT
 
 
 # --------------------------------------------------------------------------- the notebooks
