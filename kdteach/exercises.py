@@ -707,32 +707,38 @@ def _lgr_variants(student, teacher, X, y) -> tuple[float, list]:
 
 
 def _judge_lgr_loss(out, student, teacher, right) -> float:
-    """The mistakes one case shows directly; the answer's value if it shows none."""
+    return _judge_teacher_term("lgr_loss", "input gradient", out, student, teacher, right)
+
+
+def _judge_teacher_term(name, quantity, out, student, teacher, right) -> float:
+    """The mistakes one case shows directly for a term built from the student's and the
+    teacher's ``quantity`` (their input gradients or derivatives); the answer's value if it
+    shows none."""
     if any(p.grad is not None for p in teacher.parameters()):
         raise _Incorrect(
-            "`lgr_loss` left gradients in the teacher's parameters (`.backward()`): compute "
-            "the teacher's input gradient with `torch.autograd.grad`, without `create_graph`."
+            f"`{name}` left gradients in the teacher's parameters (`.backward()`): compute "
+            f"the teacher's {quantity} with `torch.autograd.grad`, without `create_graph`."
         )
     if any(p.grad is not None for p in student.parameters()):
         raise _Incorrect(
-            "`lgr_loss` left gradients in the student's parameters (`.backward()`), which "
-            "would add to the training step: use `torch.autograd.grad(loss, X, ...)`."
+            f"`{name}` left gradients in the student's parameters (`.backward()`), which "
+            "would add to the training step: use `torch.autograd.grad(..., X, ...)`."
         )
-    value = _loss_value("lgr_loss", out, needs_graph=False)
+    value = _loss_value(name, out, needs_graph=False)
     if not _depends_on(out, student):
         raise _Incorrect(
-            "`lgr_loss` does not depend on the student's weights, so it trains nothing: "
-            "compute the student's input gradient with `create_graph=True`."
+            f"`{name}` does not depend on the student's weights, so it trains nothing: "
+            f"compute the student's {quantity} with `create_graph=True`."
         )
     if _depends_on(out, teacher):
         raise _Incorrect(
-            "The teacher would receive gradients from `lgr_loss`: its input gradient must be "
+            f"The teacher would receive gradients from `{name}`: its {quantity} must be "
             "a constant target (computed without `create_graph`, or detached)."
         )
     if teacher.training and not _close(value, right, rtol=1e-3, atol=1e-12):
         raise _Incorrect(
-            "`lgr_loss` used the teacher in train mode, so dropout made its gradient random: "
-            "call `teacher.eval()` first."
+            f"`{name}` used the teacher in train mode, so dropout made its {quantity} "
+            "random: call `teacher.eval()` first."
         )
     return value
 
@@ -787,34 +793,7 @@ def _jacobian_variants(student, teacher, X) -> tuple[float, list]:
 
 
 def _judge_jacobian_matching(out, student, teacher, right) -> float:
-    """The mistakes one case shows directly; the answer's value if it shows none."""
-    if any(p.grad is not None for p in teacher.parameters()):
-        raise _Incorrect(
-            "`jacobian_matching` left gradients in the teacher's parameters (`.backward()`): "
-            "compute the derivatives with `torch.autograd.grad`."
-        )
-    if any(p.grad is not None for p in student.parameters()):
-        raise _Incorrect(
-            "`jacobian_matching` left gradients in the student's parameters (`.backward()`), "
-            "which would add to the training step: use `torch.autograd.grad(..., X, ...)`."
-        )
-    value = _loss_value("jacobian_matching", out, needs_graph=False)
-    if not _depends_on(out, student):
-        raise _Incorrect(
-            "`jacobian_matching` does not depend on the student's weights, so it trains "
-            "nothing: compute the student's derivatives with `create_graph=True`."
-        )
-    if _depends_on(out, teacher):
-        raise _Incorrect(
-            "The teacher would receive gradients from `jacobian_matching`: its derivatives "
-            "must be a constant target (computed without `create_graph`, or detached)."
-        )
-    if teacher.training and not _close(value, right, rtol=1e-3, atol=1e-12):
-        raise _Incorrect(
-            "`jacobian_matching` used the teacher in train mode, so dropout made its "
-            "derivatives random: call `teacher.eval()` first."
-        )
-    return value
+    return _judge_teacher_term("jacobian_matching", "derivatives", out, student, teacher, right)
 
 
 # --------------------------------------------------------------------------- the catalogue
