@@ -246,31 +246,14 @@ def reproduce(settings, out: Path, args) -> int:
     return 0
 
 
-def figures(args) -> int:
+def figures(settings, out: Path, args) -> int:
     """``python -m kdteach figures``: the lessons' figures at talk size, from the cache."""
     from .experiments import Experiment
     from .talk_figures import by_name, write_figures
 
-    try:
-        settings, out = prepare(args)
-        entries = by_name(args.only)
-    except (ValueError, RuntimeError) as exc:
-        return _fail(f"error: {_one_line(exc)}", EXIT_USAGE)
+    entries = by_name(args.only)
     exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
-    try:
-        written = write_figures(exp, out, names=[e.name for e in entries],
-                                progress=not args.quiet)
-    except FloatingPointError as exc:
-        return _fail(f"training failed: {_one_line(exc)}", EXIT_FAILED)
-    except (MemoryError, RuntimeError) as exc:
-        message = _memory_message(exc, settings)
-        if message is None:
-            raise
-        return _fail(f"error: {message}", EXIT_FAILED)
-    except KeyboardInterrupt:
-        print("\npython -m kdteach: interrupted; the figures already written stay in place",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    written = write_figures(exp, out, names=[e.name for e in entries], progress=not args.quiet)
     print(f"wrote {len(written)} files ({len(entries)} figures, PNG and SVG) to {out}/")
     return 0
 
@@ -318,13 +301,17 @@ def one_line_warnings():
 def run(args) -> int:
     """Run the parsed command; every expected failure is one line on stderr and an exit
     code: 2 for bad arguments, 1 for a failed run, 130 for an interrupt."""
-    if args.command == "figures":
-        return figures(args)
     try:
         settings, out = prepare(args)
+        if args.command == "figures":
+            from .talk_figures import by_name
+
+            by_name(args.only)  # an unknown figure name is a usage error, found before training
     except (ValueError, RuntimeError) as exc:
         return _fail(f"error: {_one_line(exc)}", EXIT_USAGE)
     try:
+        if args.command == "figures":
+            return figures(settings, out, args)
         return reproduce(settings, out, args)
     except FloatingPointError as exc:
         return _fail(f"training failed: {_one_line(exc)}", EXIT_FAILED)
@@ -336,11 +323,9 @@ def run(args) -> int:
             raise
         return _fail(f"error: {message}", EXIT_FAILED)
     except KeyboardInterrupt:
-        print(
-            "\npython -m kdteach: interrupted; no result files were written "
-            "(completed checkpoints stay in the cache)",
-            file=sys.stderr,
-        )
+        kept = ("the figures already written stay in place" if args.command == "figures" else
+                "no result files were written (completed checkpoints stay in the cache)")
+        print(f"\npython -m kdteach: interrupted; {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -180,7 +180,7 @@ ADAPTER_SEED_OFFSET = 0xADA  # L_FEAT's adapter of model m starts from seeds[m] 
 
 def _adapter(student, teacher_width: int, seed) -> torch.nn.Linear:
     """L_FEAT's adapter from the student's last hidden layer to the teacher's (of width
-    ``teacher_width``); its initial weights depend only on the seed."""
+    ``teacher_width``); its initial weights depend only on that random seed."""
     spec = getattr(student, "spec", None)
     if spec is None or len(spec.sizes) < 3:
         raise ValueError("L_FEAT needs the student to be a kdteach MLP with a hidden layer")
