@@ -16,7 +16,7 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-gpu test-browser reproduce bench notebooks exercises lab lint slides site clean distclean
+.PHONY: help test test-gpu test-browser reproduce bench bench-step notebooks exercises lab lint slides site clean distclean
 
 help:
 	@echo "kdteach make targets:"
@@ -27,6 +27,7 @@ help:
 	@echo "  make slides      one offline reveal.js deck per lesson, in slides/"
 	@echo "  make site        the lessons (and solutions) as an offline web site, in site/"
 	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"
+	@echo "  make bench-step  stacked step rates beside torch.bmm (benchmarks/step_rates.py)"
 	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
 	@echo "  make exercises   run notebooks/solutions/ and generate notebooks/exercises/ from them"
 	@echo "  make lab         open the notebooks in JupyterLab"
@@ -71,6 +72,9 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/original_protocol.py
+
+bench-step: $(STAMP)
+	$(BIN)/python benchmarks/step_rates.py
 
 notebooks: $(STAMP)
 	if $(HAVE_NOTEBOOKS); then \

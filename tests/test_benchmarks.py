@@ -81,3 +81,19 @@ def test_widget_retrain_times_each_weight():
     assert set(result["seconds"]) == {0.2, 0.8}
     assert all(s[0] > 0 for s in result["seconds"].values())
     assert all(math.isfinite(m[0]) for m in result["mse"].values())
+
+
+def test_step_rates_count_three_products_per_layer_and_report_every_kind(tmp_path):
+    rates = load("step_rates")
+    stack = rates.stack_of("student", 2)
+    assert rates.layer_shapes(stack) == [(10, 64), (64, 64), (64, 32), (32, 1)]
+    assert rates.step_flops(stack, 8) == 6 * 2 * 8 * (640 + 4096 + 2048 + 32)
+    assert rates.stack_of("expert", 2).dropout_generators is not None
+    path = tmp_path / "rates.json"
+    rows = rates.main(["--runs", "2", "--batch", "8", "--min-run-time", "0.01",
+                       "--json", str(path)])
+    assert [r["kind"] for r in rows] == ["teacher", "expert", "student"]
+    assert all(r["step_ms"] > 0 and r["bmm_ms"] > 0 and r["step_gflops"] > 0 for r in rows)
+    assert json.loads(path.read_text()) == rows
+    with pytest.raises(SystemExit):
+        rates.main(["--runs", "0"])

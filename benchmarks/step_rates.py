@@ -1,0 +1,149 @@
+"""How close a stacked training step comes to the machine's matmul rate (``make bench-step``).
+
+For each kind of network (standard teacher, expert teacher, student), a stack of ``--runs``
+networks (5, as in the original protocol) takes full training steps on one batch: forward,
+MSE, backward, fused Adam. The arithmetic of a step is counted as three matrix products per
+layer (one forward, two backward), 6·M·B·Σ(in·out) floating-point operations, so the rate
+in GFLOP/s is that count over the step's median time. Beside it, the same three products
+are timed alone with ``torch.bmm`` at the stack's own layer shapes: what the matmul kernels
+could do for exactly this work. The ratio says how much of a step is spent outside them
+(elementwise work, dropout masks, Adam, Python).
+
+    python benchmarks/step_rates.py                 # 5 networks per stack, batch 128
+    python benchmarks/step_rates.py --threads 2 --json rates.json
+
+Measure on an idle machine and compare numbers from one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+from torch.utils import benchmark
+
+from kdteach.experiments import initial_student, initial_teacher
+from kdteach.losses import mse
+from kdteach.stacked import StackedMLP
+from kdteach.train import _generator, _make_adam
+
+KINDS = ("teacher", "expert", "student")
+
+
+def stack_of(kind: str, n_models: int) -> StackedMLP:
+    nets = ([initial_student(r) for r in range(n_models)] if kind == "student"
+            else [initial_teacher(kind, r) for r in range(n_models)])
+    stack = StackedMLP.from_models(nets)
+    if stack.spec.dropout:
+        stack.dropout_generators = [_generator(1000 + r) for r in range(n_models)]
+    return stack.train()
+
+
+def layer_shapes(stack: StackedMLP) -> list[tuple[int, int]]:
+    return [tuple(W.shape[1:]) for W in stack.weights]
+
+
+def step_flops(stack: StackedMLP, batch: int) -> float:
+    """Three matrix products per layer: 2·M·B·in·out FLOP each."""
+    return 6.0 * stack.n_models * batch * sum(i * o for i, o in layer_shapes(stack))
+
+
+def _median_seconds(stmt, min_run_time: float, threads: int, globals_: dict) -> float:
+    timer = benchmark.Timer(stmt=stmt, globals=globals_, num_threads=threads)
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def step_seconds(stack: StackedMLP, batch: int, min_run_time: float, threads: int) -> float:
+    """Median seconds of one full training step of the stack on one batch."""
+    gen = torch.Generator().manual_seed(0)
+    width = layer_shapes(stack)[0][0]
+    X = torch.randn(stack.n_models, batch, width, generator=gen)
+    y = torch.randn(stack.n_models, batch, 1, generator=gen)
+    optimizer = _make_adam(stack.parameters(), 1e-4, 0.0, fused=True)
+
+    def step():
+        optimizer.zero_grad()
+        mse(stack(X), y).sum().backward()
+        optimizer.step()
+
+    return _median_seconds("step()", min_run_time, threads, {"step": step})
+
+
+def bmm_seconds(stack: StackedMLP, batch: int, min_run_time: float, threads: int) -> float:
+    """Median seconds of the step's matrix products alone, with ``torch.bmm``: per layer
+    X·W (forward), dY·Wᵀ and Xᵀ·dY (backward), at the stack's shapes."""
+    gen = torch.Generator().manual_seed(0)
+    M = stack.n_models
+    tensors = []
+    for n_in, n_out in layer_shapes(stack):
+        X = torch.randn(M, batch, n_in, generator=gen)
+        W = torch.randn(M, n_in, n_out, generator=gen)
+        dY = torch.randn(M, batch, n_out, generator=gen)
+        tensors.append((X, W, dY, W.transpose(1, 2).contiguous(), X.transpose(1, 2).contiguous()))
+
+    def products():
+        for X, W, dY, Wt, Xt in tensors:
+            torch.bmm(X, W)
+            torch.bmm(dY, Wt)
+            torch.bmm(Xt, dY)
+
+    return _median_seconds("products()", min_run_time, threads, {"products": products})
+
+
+def measure(kinds=KINDS, runs: int = 5, batch: int = 128, min_run_time: float = 2.0,
+            threads: int = 1) -> list[dict]:
+    """One row per kind: step and bmm seconds, their GFLOP/s, and the step's share of bmm."""
+    rows = []
+    for kind in kinds:
+        stack = stack_of(kind, runs)
+        flops = step_flops(stack, batch)
+        step = step_seconds(stack, batch, min_run_time, threads)
+        bmm = bmm_seconds(stack, batch, min_run_time, threads)
+        rows.append({
+            "kind": kind, "networks": runs, "batch": batch, "threads": threads,
+            "step_ms": step * 1e3, "bmm_ms": bmm * 1e3,
+            "step_gflops": flops / step / 1e9, "bmm_gflops": flops / bmm / 1e9,
+            "step_share_of_bmm_rate": bmm / step,
+        })
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"{'stack':<10}{'step ms':>10}{'GFLOP/s':>10}{'bmm ms':>10}{'GFLOP/s':>10}"
+             f"{'step/bmm rate':>15}"]
+    for r in rows:
+        lines.append(f"{r['kind']:<10}{r['step_ms']:>10.2f}{r['step_gflops']:>10.1f}"
+                     f"{r['bmm_ms']:>10.2f}{r['bmm_gflops']:>10.1f}"
+                     f"{100 * r['step_share_of_bmm_rate']:>14.0f}%")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=5, help="networks per stack (default 5)")
+    p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--min-run-time", type=float, default=2.0,
+                   help="seconds of timing per measurement (default 2)")
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    args = p.parse_args(argv)
+    if args.runs < 1 or args.batch < 1 or args.threads < 1 or args.min_run_time <= 0:
+        p.error("--runs, --batch and --threads must be >= 1 and --min-run-time > 0")
+    print(f"stacked step rates: {args.runs} networks per stack, batch {args.batch}, "
+          f"{args.threads} thread(s), torch {torch.__version__}, load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    rows = measure(args.kinds, args.runs, args.batch, args.min_run_time, args.threads)
+    print(table(rows))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
