@@ -42,22 +42,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_settings_arguments(command) -> None:
+    """The arguments that choose the settings and the cache, the same for every command."""
     from .config import DEVICES, PROFILES
+
+    command.add_argument("--profile", choices=PROFILES, default=None,
+                         help="full (the original notebook's protocol, the default) or quick "
+                              "(a fast check whose numbers are not the original's); default "
+                              "KDTEACH_PROFILE or full")
+    command.add_argument("--runs", type=_positive_int, help="number of paired runs")
+    command.add_argument("--epochs-teacher", type=_positive_int, help="teacher epochs")
+    command.add_argument("--epochs-student", type=_positive_int, help="student epochs")
+    command.add_argument("--device", choices=DEVICES, default=None, help="auto, cpu or cuda")
+    command.add_argument("--no-cache", action="store_true",
+                         help="neither read nor write the cache")
+
+
+def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="python -m kdteach", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rep = commands.add_parser("reproduce", help="run the four stages and write the results")
-    rep.add_argument("--profile", choices=PROFILES, default=None,
-                     help="full (the original notebook's protocol, the default) or quick "
-                          "(a fast check whose numbers are not the original's); default "
-                          "KDTEACH_PROFILE or full")
-    rep.add_argument("--runs", type=_positive_int, help="number of paired runs")
-    rep.add_argument("--epochs-teacher", type=_positive_int, help="teacher epochs")
-    rep.add_argument("--epochs-student", type=_positive_int, help="student epochs")
-    rep.add_argument("--device", choices=DEVICES, default=None, help="auto, cpu or cuda")
+    _add_settings_arguments(rep)
     rep.add_argument("--out", default="results", help="output folder (default: results/)")
-    rep.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     rep.add_argument("--quiet", action="store_true", help="no progress bars and no tables")
 
     fig = commands.add_parser("figures", help="write every lesson figure at talk size (16:9), "
@@ -65,13 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--out", required=True, help="output folder for the figures")
     fig.add_argument("--only", nargs="+", metavar="NAME", help="just these figures (file names "
                      "without suffix, e.g. 03_grid_search)")
-    fig.add_argument("--profile", choices=PROFILES, default=None,
-                     help="quick or full; default KDTEACH_PROFILE or quick")
-    fig.add_argument("--runs", type=_positive_int, help="number of paired runs")
-    fig.add_argument("--epochs-teacher", type=_positive_int, help="teacher epochs")
-    fig.add_argument("--epochs-student", type=_positive_int, help="student epochs")
-    fig.add_argument("--device", choices=DEVICES, default=None, help="auto, cpu or cuda")
-    fig.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    _add_settings_arguments(fig)
     fig.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

@@ -378,6 +378,15 @@ def _make_adam(params, lr, weight_decay, fused):
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def _forward(model, adapter, X: torch.Tensor):
+    """The prediction, and L_FEAT's adapted last hidden layer (None without an adapter);
+    the same for one network and for a stack."""
+    if adapter is None:
+        return model(X), None
+    pred, features = model.forward_with_features(X)
+    return pred, adapter(features[-1])
+
+
 # ---------------------------------------------------------------- one model
 
 
@@ -454,12 +463,7 @@ def train(
             if loss.needs_input_grad:
                 X_batch.requires_grad_(True)
             optimizer.zero_grad()
-            adapted = None
-            if adapter is None:
-                pred = net(X_batch)
-            else:
-                pred, features = net.forward_with_features(X_batch)
-                adapted = adapter(features[-1])
+            pred, adapted = _forward(net, adapter, X_batch)
             total, terms = loss(pred, y_batch, X_batch, adapted_features=adapted, **teacher_batch)
             total.backward()
             optimizer.step()
@@ -588,12 +592,7 @@ def train_many(
             if union.needs_input_grad:
                 X_batch.requires_grad_(True)
             optimizer.zero_grad()
-            adapted = None
-            if adapters is None:
-                pred = stack(X_batch)
-            else:
-                pred, features = stack.forward_with_features(X_batch)
-                adapted = adapters(features[-1])
+            pred, adapted = _forward(stack, adapters, X_batch)
             term_values = union.compute_terms(pred, y_batch, X_batch, adapted_features=adapted,
                                               **teacher_batch)
             per_model = sum(weights[t] * v for t, v in term_values.items())

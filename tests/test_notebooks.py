@@ -110,7 +110,7 @@ def test_every_cell_that_trains_says_beforehand_how_long(nb):
 
 def test_prose_says_the_original_notebook_never_the_seed(nb):
     prose = "\n".join(c.source for c in nb.cells)
-    assert not re.search(r"\bthe seed\b|seed's|seed notebook", prose, re.I)
+    assert not re.search(r"\bthe\s+seed\b|seed['’]s|seed\s+notebook", prose, re.I)
     assert "../shared" not in prose
 
 
