@@ -59,7 +59,6 @@ def _add_settings_arguments(command) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     parser = _Parser(prog="python -m kdteach", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     rep = commands.add_parser("reproduce", help="run the four stages and write the results")
