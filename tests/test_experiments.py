@@ -406,3 +406,35 @@ def test_cost_comparison_repeats_the_students_costs_and_collects_their_errors(fu
     assert mse[experiments.JAC] == exp.jacobian_matching().results[experiments.JAC]["mse"]
     with pytest.raises(ValueError, match="run the stages"):
         exp.cost_comparison(["Student (nobody)"], min_run_time=0.01)
+
+
+def test_overlapping_teachers_changes_no_number_and_restores_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = Experiment(tiny(), cache=False, progress=False).reproduce()
+        torch.set_num_threads(2)
+        overlapped = Experiment(tiny(), cache=False, progress=False).reproduce(
+            overlap_teachers=True)
+        assert torch.get_num_threads() == 2  # the one-thread setting is undone
+    finally:
+        torch.set_num_threads(before)
+    assert experiments.all_results(overlapped) == experiments.all_results(alone)
+    for stage in alone:
+        for name, nets in alone[stage].models.items():
+            for a, b in zip(nets, overlapped[stage].models[name]):
+                assert close_weights(a, b, atol=0.0)
+
+
+def test_an_error_in_the_teachers_thread_reaches_the_caller(monkeypatch):
+    exp = Experiment(tiny(), cache=False, progress=False)
+    real = exp.teachers
+
+    def failing(kind):
+        if kind == "expert":
+            raise RuntimeError("expert training failed")
+        return real(kind)
+
+    monkeypatch.setattr(exp, "teachers", failing)
+    with pytest.raises(RuntimeError, match="expert training failed"):
+        exp.reproduce(overlap_teachers=True)
