@@ -13,6 +13,8 @@ trained by the same Adam as the stack of students.
 from __future__ import annotations
 
 import copy
+import queue
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,9 @@ class StackedMLP(nn.Module):
         # one generator per model for dropout masks, so a model's masks do not depend
         # on which other models share its stack; None → torch's global generator
         self.dropout_generators = None
+        # or a callable giving the divisors for the next forward pass in training mode,
+        # drawn ahead of time from those generators (a PrefetchedDropout)
+        self.dropout_supply = None
 
     @classmethod
     def from_models(cls, models: list[MLP]) -> StackedMLP:
@@ -94,6 +99,8 @@ class StackedMLP(nn.Module):
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         p = self.spec.dropout
+        if self.dropout_supply is not None:
+            return x / self.dropout_supply(x.shape)
         if self.dropout_generators is None:
             return F.dropout(x, p, training=True)
         return x / dropout_divisors(self.dropout_generators, x.shape, p, x.device)
@@ -113,6 +120,57 @@ def dropout_divisors(generators, shape, p: float, device=None) -> torch.Tensor:
         uniforms[m].uniform_(generator=g)
     # in place, three cheap passes: 1.0 (kept) or 0.0, then 1 or ∞, then 1 − p or ∞
     return uniforms.ge_(p).reciprocal_().mul_(1.0 - p)
+
+
+class PrefetchedDropout:
+    """A stack's dropout divisors drawn ahead of time in a second thread.
+
+    ``shapes`` lists, in order, the shape of every dropout layer's output in every
+    training forward pass to come; the thread draws each one's divisors with
+    :func:`dropout_divisors` while the training thread computes, and calling the object
+    with a shape hands over the next divisors. The generators are drawn from in the same
+    order as drawing when asked, so the masks are bit for bit the same; on a machine
+    with a free core the random numbers leave the training step's critical path.
+    ``close()`` stops the thread (training may end early).
+    """
+
+    def __init__(self, generators, p: float, shapes, device=None, ahead: int = 8):
+        self._queue = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._draw, name="kdteach-dropout",
+                                        args=(list(generators), p, shapes, device), daemon=True)
+        self._thread.start()
+
+    def _draw(self, generators, p, shapes, device) -> None:
+        try:
+            for shape in shapes:
+                item = (tuple(shape), dropout_divisors(generators, shape, p, device))
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 -- handed to the training thread
+            self._put((None, exc))
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __call__(self, shape) -> torch.Tensor:
+        expected, divisors = self._queue.get()
+        if isinstance(divisors, BaseException):
+            raise divisors
+        if expected != tuple(shape):
+            raise RuntimeError(f"dropout divisors were drawn for {expected} but a layer of "
+                               f"shape {tuple(shape)} asked: the planned batches are wrong")
+        return divisors
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class StackedLinear(nn.Module):

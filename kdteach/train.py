@@ -37,7 +37,7 @@ from .losses import (
     teacher_jacobian,
 )
 from .resources import guard_memory
-from .stacked import StackedLinear, StackedMLP
+from .stacked import PrefetchedDropout, StackedLinear, StackedMLP
 
 # ---------------------------------------------------------------- checks
 
@@ -378,6 +378,18 @@ def _make_adam(params, lr, weight_decay, fused):
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def dropout_shapes(spec, n_models: int, n: int, batch_size: int, num_epochs: int):
+    """The shape of every dropout layer's output, in the order a stack's training forward
+    passes meet them: epoch by epoch, batch by batch (the last one smaller when
+    ``batch_size`` does not divide ``n``), layer by layer."""
+    widths = [spec.sizes[i + 1] for i in sorted(spec.dropout_after)]
+    batches = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    for _ in range(num_epochs):
+        for b in batches:
+            for width in widths:
+                yield (n_models, b, width)
+
+
 def _forward(model, adapter, X: torch.Tensor):
     """The prediction, and L_FEAT's adapted last hidden layer (None without an adapter);
     the same for one network and for a stack."""
@@ -567,6 +579,10 @@ def train_many(
         stack.dropout_generators = [
             _generator(_seed_int(s) + DROPOUT_SEED_OFFSET, X.device) for s in seeds
         ]
+        if X.device.type == "cpu":  # draw the masks ahead, in a second thread
+            stack.dropout_supply = PrefetchedDropout(
+                stack.dropout_generators, stack.spec.dropout,
+                dropout_shapes(stack.spec, M, len(X), batch_size, num_epochs), X.device)
     # L_FEAT's adapters, one per model (a model without L_FEAT gets one it never uses)
     adapters = None
     if union.needs_features:
@@ -584,30 +600,35 @@ def train_many(
                 if val is not None else None)
 
     stack.train()
-    for epoch in trange(1, num_epochs + 1, desc=desc, leave=leave, disable=not progress):
-        active = None if stopping is None else stopping.active.copy()
-        for idx in batch_indices(len(X), batch_size, generators, X.device):
-            X_batch, y_batch = X[idx], y[idx]  # (M, B, d), (M, B, 1)
-            teacher_batch = targets.batch(idx, rows) if targets is not None else {}
-            if union.needs_input_grad:
-                X_batch.requires_grad_(True)
-            optimizer.zero_grad()
-            pred, adapted = _forward(stack, adapters, X_batch)
-            term_values = union.compute_terms(pred, y_batch, X_batch, adapted_features=adapted,
-                                              **teacher_batch)
-            per_model = sum(weights[t] * v for t, v in term_values.items())
-            per_model.sum().backward()
-            optimizer.step()
-            history.add(per_model, term_values, idx.shape[1])
-        history.end_epoch(mask=used, active=active)
-        if stopping is not None:
-            value = heldout_mse(stack, *val)
-            history.add_val(value, active)
-            stopping.update(epoch, value)
-        if heldout is not None:
-            history.add_heldout(heldout_mse(stack, *heldout), active)
-        if stopping is not None and not stopping.active.any():
-            break
+    try:
+        for epoch in trange(1, num_epochs + 1, desc=desc, leave=leave, disable=not progress):
+            active = None if stopping is None else stopping.active.copy()
+            for idx in batch_indices(len(X), batch_size, generators, X.device):
+                X_batch, y_batch = X[idx], y[idx]  # (M, B, d), (M, B, 1)
+                teacher_batch = targets.batch(idx, rows) if targets is not None else {}
+                if union.needs_input_grad:
+                    X_batch.requires_grad_(True)
+                optimizer.zero_grad()
+                pred, adapted = _forward(stack, adapters, X_batch)
+                term_values = union.compute_terms(pred, y_batch, X_batch, adapted_features=adapted,
+                                                  **teacher_batch)
+                per_model = sum(weights[t] * v for t, v in term_values.items())
+                per_model.sum().backward()
+                optimizer.step()
+                history.add(per_model, term_values, idx.shape[1])
+            history.end_epoch(mask=used, active=active)
+            if stopping is not None:
+                value = heldout_mse(stack, *val)
+                history.add_val(value, active)
+                stopping.update(epoch, value)
+            if heldout is not None:
+                history.add_heldout(heldout_mse(stack, *heldout), active)
+            if stopping is not None and not stopping.active.any():
+                break
+    finally:
+        if stack.dropout_supply is not None:
+            stack.dropout_supply.close()
+            stack.dropout_supply = None
     if stopping is None:
         history.stopped_epoch = np.full(M, len(history))
     else:

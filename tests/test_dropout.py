@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from kdteach.stacked import dropout_divisors
+from kdteach.models import expert_teacher_spec
+from kdteach.stacked import PrefetchedDropout, dropout_divisors
+from kdteach.train import dropout_shapes
 
 
 def _generators(seeds):
@@ -39,3 +41,64 @@ def test_divisors_are_keep_rate_or_infinity_in_the_right_proportion():
     assert d.unique().tolist() == [pytest.approx(0.7), float("inf")]
     dropped = (d == float("inf")).float().mean().item()
     assert dropped == pytest.approx(0.3, abs=0.01)
+
+
+# ---------------------------------------------------------------- drawn ahead of time
+
+def _alive(name="kdteach-dropout"):
+    import threading
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+def test_prefetched_divisors_are_the_ones_drawn_when_asked():
+    shapes = [(2, 8, 5), (2, 8, 3), (2, 4, 5), (2, 4, 3)] * 3
+    gens = _generators([3, 4])
+    asked = [dropout_divisors(gens, s, 0.3) for s in shapes]
+    supply = PrefetchedDropout(_generators([3, 4]), 0.3, iter(shapes), ahead=2)
+    try:
+        for s, expected in zip(shapes, asked):
+            assert torch.equal(supply(s), expected)
+    finally:
+        supply.close()
+    assert not _alive()
+
+
+def test_a_shape_out_of_plan_is_an_error_and_close_stops_the_thread_early():
+    supply = PrefetchedDropout(_generators([0]), 0.3, dropout_shapes_forever(), ahead=2)
+    with pytest.raises(RuntimeError, match="planned batches"):
+        supply((1, 9, 9))
+    supply.close()
+    assert not _alive()
+
+
+def dropout_shapes_forever():
+    while True:
+        yield (1, 4, 4)
+
+
+def test_an_error_while_drawing_reaches_the_training_thread():
+    supply = PrefetchedDropout(_generators([0]), 0.3, iter([(1, 4, 4), "not a shape"]))
+    supply((1, 4, 4))
+    with pytest.raises(Exception):  # noqa: B017 -- whatever torch raises for a bad shape
+        supply((1, 4, 4))
+    supply.close()
+
+
+def test_the_plan_follows_epochs_batches_and_dropout_layers():
+    spec = expert_teacher_spec(10)  # dropout after hidden layers 1, 2 and 4: 256, 256, 128
+    plan = list(dropout_shapes(spec, 5, n=300, batch_size=128, num_epochs=2))
+    one_epoch = [(5, b, w) for b in (128, 128, 44) for w in (256, 256, 128)]
+    assert plan == one_epoch * 2
+
+
+def test_training_that_stops_early_leaves_no_drawing_thread():
+    from kdteach.data import make_dataset
+    from kdteach.experiments import initial_teacher
+    from kdteach.train import train_many
+
+    d = make_dataset(n_samples=200)
+    nets = [initial_teacher("expert", r) for r in range(2)]
+    _, history = train_many(nets, d.X_train, d.y_train, num_epochs=50, lr=1e-2,
+                            val=(d.X_test, d.y_test), patience=1, progress=False)
+    assert history.stopped_epoch.max() < 50  # it did stop early
+    assert not _alive()
