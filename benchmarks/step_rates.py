@@ -12,12 +12,21 @@ could do for exactly this work. The ratio says how much of a step is spent outsi
     python benchmarks/step_rates.py                 # 5 networks per stack, batch 128
     python benchmarks/step_rates.py --threads 2 --json rates.json
 
+The expert's dropout masks are timed three ways: drawn ahead in a second thread, as
+``train_many`` does on a CPU ("ahead"); drawn inside the step ("inline"); and not drawn at
+all, one fixed set of masks reused ("none", a lower bound, not a valid training). What the
+masks cost a step is the difference to "none".
+
+``--profile PATH`` also writes a ``torch.profiler`` table of each stack's step (as trained)
+to PATH: where the time goes, operator by operator.
+
 Measure on an idle machine and compare numbers from one run only.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -27,10 +36,11 @@ from torch.utils import benchmark
 
 from kdteach.experiments import initial_student, initial_teacher
 from kdteach.losses import mse
-from kdteach.stacked import StackedMLP
-from kdteach.train import _generator, _make_adam
+from kdteach.stacked import PrefetchedDropout, StackedMLP, dropout_divisors
+from kdteach.train import _generator, _make_adam, dropout_shapes
 
 KINDS = ("teacher", "expert", "student")
+MASKS = ("ahead", "inline", "none")  # how a dropout stack's masks are drawn
 
 
 def stack_of(kind: str, n_models: int) -> StackedMLP:
@@ -40,6 +50,37 @@ def stack_of(kind: str, n_models: int) -> StackedMLP:
     if stack.spec.dropout:
         stack.dropout_generators = [_generator(1000 + r) for r in range(n_models)]
     return stack.train()
+
+
+def set_masks(stack: StackedMLP, masks: str, batch: int) -> None:
+    """Draw the stack's dropout masks ``ahead`` (a PrefetchedDropout, as train_many on a
+    CPU), ``inline`` (in the forward pass) or ``none`` (one fixed set, reused)."""
+    if stack.dropout_supply is not None:
+        stack.dropout_supply.close()
+        stack.dropout_supply = None
+    if masks == "inline":
+        return
+    step = list(dropout_shapes(stack.spec, stack.n_models, batch, batch, 1))
+    if masks == "ahead":
+        stack.dropout_supply = PrefetchedDropout(stack.dropout_generators, stack.spec.dropout,
+                                                 itertools.cycle(step))
+    else:
+        stack.dropout_supply = FixedMasks(
+            {s: dropout_divisors(stack.dropout_generators, s, stack.spec.dropout)
+             for s in step})
+
+
+class FixedMasks:
+    """The same masks for every step: what a step costs when no mask is drawn."""
+
+    def __init__(self, divisors: dict):
+        self.divisors = divisors
+
+    def __call__(self, shape):
+        return self.divisors[tuple(shape)]
+
+    def close(self) -> None:
+        self.divisors = {}
 
 
 def layer_shapes(stack: StackedMLP) -> list[tuple[int, int]]:
@@ -56,8 +97,8 @@ def _median_seconds(stmt, min_run_time: float, threads: int, globals_: dict) -> 
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def step_seconds(stack: StackedMLP, batch: int, min_run_time: float, threads: int) -> float:
-    """Median seconds of one full training step of the stack on one batch."""
+def step_function(stack: StackedMLP, batch: int):
+    """One full training step of the stack on one fixed batch."""
     gen = torch.Generator().manual_seed(0)
     width = layer_shapes(stack)[0][0]
     X = torch.randn(stack.n_models, batch, width, generator=gen)
@@ -69,7 +110,31 @@ def step_seconds(stack: StackedMLP, batch: int, min_run_time: float, threads: in
         mse(stack(X), y).sum().backward()
         optimizer.step()
 
-    return _median_seconds("step()", min_run_time, threads, {"step": step})
+    return step
+
+
+def step_seconds(stack: StackedMLP, batch: int, min_run_time: float, threads: int) -> float:
+    """Median seconds of one full training step of the stack on one batch."""
+    return _median_seconds("step()", min_run_time, threads,
+                           {"step": step_function(stack, batch)})
+
+
+def profile_table(stack: StackedMLP, batch: int, threads: int, steps: int = 100) -> str:
+    """``torch.profiler``'s operator table (self CPU time) over ``steps`` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        step = step_function(stack, batch)
+        for _ in range(10):
+            step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                step()
+    finally:
+        torch.set_num_threads(before)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 
 def bmm_seconds(stack: StackedMLP, batch: int, min_run_time: float, threads: int) -> float:
@@ -94,30 +159,55 @@ def bmm_seconds(stack: StackedMLP, batch: int, min_run_time: float, threads: int
 
 
 def measure(kinds=KINDS, runs: int = 5, batch: int = 128, min_run_time: float = 2.0,
-            threads: int = 1) -> list[dict]:
-    """One row per kind: step and bmm seconds, their GFLOP/s, and the step's share of bmm."""
+            threads: int = 1, profile_to=None) -> list[dict]:
+    """One row per kind (per way of drawing masks, for a stack with dropout): step and bmm
+    seconds, their GFLOP/s, and the step's share of the bmm rate. ``profile_to``: an open
+    text file for each stack's profiler table."""
     rows = []
     for kind in kinds:
         stack = stack_of(kind, runs)
         flops = step_flops(stack, batch)
-        step = step_seconds(stack, batch, min_run_time, threads)
         bmm = bmm_seconds(stack, batch, min_run_time, threads)
-        rows.append({
-            "kind": kind, "networks": runs, "batch": batch, "threads": threads,
-            "step_ms": step * 1e3, "bmm_ms": bmm * 1e3,
-            "step_gflops": flops / step / 1e9, "bmm_gflops": flops / bmm / 1e9,
-            "step_share_of_bmm_rate": bmm / step,
-        })
+        for masks in (MASKS if stack.spec.dropout else ("",)):
+            if masks:
+                set_masks(stack, masks, batch)
+            try:
+                step = step_seconds(stack, batch, min_run_time, threads)
+                if profile_to is not None and masks in ("", "ahead"):
+                    profile_to.write(f"## {kind}{' (masks ' + masks + ')' if masks else ''}, "
+                                     f"{runs} networks, batch {batch}, {threads} thread(s)\n\n"
+                                     f"{profile_table(stack, batch, threads)}\n\n")
+            finally:
+                set_masks(stack, "inline", batch)
+            rows.append({
+                "kind": kind, "masks": masks, "networks": runs, "batch": batch,
+                "threads": threads, "step_ms": step * 1e3, "bmm_ms": bmm * 1e3,
+                "step_gflops": flops / step / 1e9, "bmm_gflops": flops / bmm / 1e9,
+                "step_share_of_bmm_rate": bmm / step,
+            })
     return rows
 
 
+def mask_shares(rows: list[dict]) -> dict:
+    """For each stack with dropout: the share of its step that drawing the masks costs,
+    drawn ahead and inline (against the same step with no masks drawn)."""
+    shares = {}
+    for kind in dict.fromkeys(r["kind"] for r in rows if r["masks"]):
+        ms = {r["masks"]: r["step_ms"] for r in rows if r["kind"] == kind}
+        shares[kind] = {way: (ms[way] - ms["none"]) / ms[way] for way in ("ahead", "inline")}
+    return shares
+
+
 def table(rows: list[dict]) -> str:
-    lines = [f"{'stack':<10}{'step ms':>10}{'GFLOP/s':>10}{'bmm ms':>10}{'GFLOP/s':>10}"
-             f"{'step/bmm rate':>15}"]
+    lines = [f"{'stack':<10}{'masks':<8}{'step ms':>10}{'GFLOP/s':>10}{'bmm ms':>10}"
+             f"{'GFLOP/s':>10}{'step/bmm rate':>15}"]
     for r in rows:
-        lines.append(f"{r['kind']:<10}{r['step_ms']:>10.2f}{r['step_gflops']:>10.1f}"
-                     f"{r['bmm_ms']:>10.2f}{r['bmm_gflops']:>10.1f}"
+        lines.append(f"{r['kind']:<10}{r['masks']:<8}{r['step_ms']:>10.2f}"
+                     f"{r['step_gflops']:>10.1f}{r['bmm_ms']:>10.2f}{r['bmm_gflops']:>10.1f}"
                      f"{100 * r['step_share_of_bmm_rate']:>14.0f}%")
+    for kind, share in mask_shares(rows).items():
+        lines.append(f"{kind} dropout masks: {100 * share['ahead']:.0f} % of the step drawn "
+                     f"ahead, {100 * share['inline']:.0f} % drawn inline")
     return "\n".join(lines)
 
 
@@ -130,13 +220,20 @@ def main(argv=None) -> list[dict]:
                    help="seconds of timing per measurement (default 2)")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--profile", metavar="PATH",
+                   help="also write torch.profiler's table of each step to this text file")
     args = p.parse_args(argv)
     if args.runs < 1 or args.batch < 1 or args.threads < 1 or args.min_run_time <= 0:
         p.error("--runs, --batch and --threads must be >= 1 and --min-run-time > 0")
     print(f"stacked step rates: {args.runs} networks per stack, batch {args.batch}, "
           f"{args.threads} thread(s), torch {torch.__version__}, load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
-    rows = measure(args.kinds, args.runs, args.batch, args.min_run_time, args.threads)
+    if args.profile:
+        with open(args.profile, "w") as profile_to:
+            rows = measure(args.kinds, args.runs, args.batch, args.min_run_time, args.threads,
+                           profile_to)
+    else:
+        rows = measure(args.kinds, args.runs, args.batch, args.min_run_time, args.threads)
     print(table(rows))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:

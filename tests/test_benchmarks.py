@@ -90,9 +90,14 @@ def test_step_rates_count_three_products_per_layer_and_report_every_kind(tmp_pat
     assert rates.step_flops(stack, 8) == 6 * 2 * 8 * (640 + 4096 + 2048 + 32)
     assert rates.stack_of("expert", 2).dropout_generators is not None
     path = tmp_path / "rates.json"
+    profile = tmp_path / "profile.txt"
     rows = rates.main(["--runs", "2", "--batch", "8", "--min-run-time", "0.01",
-                       "--json", str(path)])
-    assert [r["kind"] for r in rows] == ["teacher", "expert", "student"]
+                       "--json", str(path), "--profile", str(profile)])
+    assert [(r["kind"], r["masks"]) for r in rows] == [
+        ("teacher", ""), ("expert", "ahead"), ("expert", "inline"), ("expert", "none"),
+        ("student", "")]
+    assert set(rates.mask_shares(rows)) == {"expert"}
+    assert profile.read_text().count("aten::bmm") == 3  # one table per stack, as trained
     assert all(r["step_ms"] > 0 and r["bmm_ms"] > 0 and r["step_gflops"] > 0 for r in rows)
     assert json.loads(path.read_text()) == rows
     with pytest.raises(SystemExit):
