@@ -40,6 +40,13 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
+def choose_device():
+    """:func:`device_from_environment` itself, for the tests of the device choice (a test
+    module cannot import this conftest by name: tests/browser has another)."""
+    return device_from_environment
+
+
+@pytest.fixture(scope="session")
 def device(pytestconfig) -> torch.device:
     """The device of the engine's tests: every tensor and model they make lives there."""
     return pytestconfig.kdteach_device
