@@ -18,22 +18,33 @@ settings as kdteach:
 
 kdteach runs the same stages with ``Experiment(settings, cache=False, progress=False)``.
 Stages are interleaved (the original's part k, then kdteach's part k) so that a change in the
-machine's load during the run hits both sides alike. Test MSEs are printed only to show
-that both sides learned; at a reduced ``--scale`` they are not the original's numbers.
+machine's load during the run hits both sides alike. Each repeat then times both sides as
+fresh processes, start-up, imports and writing included: this script with ``--only original``,
+and ``python -m kdteach reproduce --no-cache``. The report gives the median over repeats with
+the spread, and how busy the rest of the machine was during every timed part. Test MSEs are
+printed only to show that both sides learned; at a reduced ``--scale`` they are not the
+original's numbers.
 
     python benchmarks/original_protocol.py                 # 1/10 of the original's epochs, 5 runs
-    python benchmarks/original_protocol.py --scale 1       # the original's 700/600 epochs
+    python benchmarks/original_protocol.py --scale 1 --repeat 1   # the original's 700/600 epochs
     python benchmarks/original_protocol.py --only original --json original.json
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import platform
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -62,7 +73,6 @@ KD_WEIGHTS = {"hard": 0.3, "hp": 0.7}
 GRID_WEIGHTS = [{"hard": h, "hp": hp} for h, hp in
                 ((0.1, 0.9), (0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (0.9, 0.1))]
 GR_WEIGHTS = {"hard": 0.2, "hp": 0.5, "gr": 0.3}
-
 
 
 def grid_label(w: dict) -> str:
@@ -284,11 +294,11 @@ def kdteach_experiment(runs: int, epochs_teacher: int, epochs_student: int, devi
     return exp
 
 
-def run_kdteach_stage(exp, stage: str) -> float:
+def run_kdteach_stage(exp, stage: str) -> None:
     """One kdteach stage; the global RNG is left as it was, so the interleaved original
     baseline draws the same shuffles it would draw alone."""
     with torch.random.fork_rng(devices=[]):
-        return exp.run(stage).seconds
+        exp.run(stage)
 
 
 def kdteach_mse(exp) -> dict[str, list[float]]:
@@ -297,56 +307,266 @@ def kdteach_mse(exp) -> dict[str, list[float]]:
     return {name: list(d["mse"]) for name, d in all_results(exp._stages).items()}
 
 
+# ------------------------------------------------------------------ the rest of the machine
+
+BUSY_WARNING_CORES = 0.10  # other processes using more than this share of one core
+
+
+def read_proc_stat() -> str | None:
+    try:
+        return Path("/proc/stat").read_text()
+    except OSError:  # not Linux
+        return None
+
+
+def machine_busy_seconds(stat_text: str | None) -> float | None:
+    """CPU seconds all cores have spent busy since boot, from /proc/stat's ``cpu`` line:
+    user, nice, system, irq, softirq and steal (time the hypervisor gave to other machines);
+    guest time is already inside user and nice. ``None`` without /proc/stat."""
+    if not stat_text:
+        return None
+    for line in stat_text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
+            return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process (every thread) and of the children it has waited for."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Snapshot(NamedTuple):
+    wall: float
+    machine_busy: float | None
+    own: float
+
+
+def snapshot(read_stat=read_proc_stat) -> Snapshot:
+    return Snapshot(time.perf_counter(), machine_busy_seconds(read_stat()), own_cpu_seconds())
+
+
+def other_load(before: Snapshot, after: Snapshot) -> dict:
+    """How busy the rest of the machine was between two snapshots: the machine's busy CPU
+    time minus this process's and its children's, as CPU seconds and as cores (seconds
+    per wall-clock second)."""
+    wall = after.wall - before.wall
+    own = after.own - before.own
+    load = {"wall_s": round(wall, 3), "own_cpu_s": round(own, 3),
+            "other_cpu_s": None, "other_cores": None}
+    if before.machine_busy is None or after.machine_busy is None or wall <= 0:
+        return load
+    other = max(0.0, after.machine_busy - before.machine_busy - own)
+    load["other_cpu_s"] = round(other, 3)
+    load["other_cores"] = round(other / wall, 3)
+    return load
+
+
+def load_warnings(loads: dict, threshold: float = BUSY_WARNING_CORES) -> list[str]:
+    """One line for every timed part (``{label: other_load(...)}``) during which other
+    processes used more than ``threshold`` of one core."""
+    lines = []
+    for label, load in loads.items():
+        cores = load.get("other_cores")
+        if cores is not None and cores > threshold:
+            lines.append(f"WARNING: other processes used {100 * cores:.0f} % of one core "
+                         f"({load['other_cpu_s']:.1f} CPU s in {load['wall_s']:.1f} s) during "
+                         f"{label}; that time is not a quiet machine's")
+    return lines
+
+
+class Timer:
+    """Wall-clock seconds of a part (after synchronising CUDA on both ends) and the load
+    the rest of the machine put on it."""
+
+    def __init__(self, device="cpu", read_stat=read_proc_stat):
+        self.device, self.read_stat = torch.device(device), read_stat
+
+    def __call__(self, part) -> tuple[float, dict]:
+        _sync(self.device)
+        before = snapshot(self.read_stat)
+        part()
+        _sync(self.device)
+        after = snapshot(self.read_stat)
+        return after.wall - before.wall, other_load(before, after)
+
+
+# ------------------------------------------------------------------ stages, in one process
+
+
 def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int = 60,
-                  only: str = "both", device="cpu", verbose: bool = False) -> dict:
-    """Every stage, interleaved: ``{"seconds": {side: {stage: s}}, "mse": {side: {...}}}``."""
+                  only: str = "both", device="cpu", verbose: bool = False,
+                  timer: Timer | None = None) -> dict:
+    """Every stage, interleaved: ``{"seconds": {side: {stage: s}}, "load": {side: {stage:
+    other_load}}, "mse": {side: {model: [per run]}}}``."""
     from kdteach.data import make_dataset
 
+    timer = timer or Timer(device)
     sides = ("original", "kdteach") if only == "both" else (only,)
     original = exp = None
     if "original" in sides:
         original = OriginalProtocol(make_dataset(), runs, epochs_teacher, epochs_student, device)
     if "kdteach" in sides:
         exp = kdteach_experiment(runs, epochs_teacher, epochs_student, device)
+    parts = {"original": lambda stage: original.run(stage),
+             "kdteach": lambda stage: run_kdteach_stage(exp, stage)}
     seconds = {side: {} for side in sides}
+    load = {side: {} for side in sides}
     for stage in STAGES:
-        if original is not None:
-            seconds["original"][stage] = original.run(stage)
-        if exp is not None:
-            seconds["kdteach"][stage] = run_kdteach_stage(exp, stage)
+        for side in sides:
+            seconds[side][stage], load[side][stage] = timer(functools.partial(parts[side], stage))
         if verbose:
             done = ", ".join(f"{side} {seconds[side][stage]:.1f} s" for side in sides)
-            print(f"  {stage}: {done} (load average {load_average()})", flush=True)
+            busy = ", ".join(_cores(load[side][stage]) for side in sides)
+            print(f"  {stage}: {done} (other processes: {busy} of a core)", flush=True)
     mse = {}
     if original is not None:
         mse["original"] = original.mse
     if exp is not None:
         mse["kdteach"] = kdteach_mse(exp)
-    return {"seconds": seconds, "mse": mse}
+    return {"seconds": seconds, "load": load, "mse": mse}
+
+
+def _cores(load: dict) -> str:
+    return "?" if load["other_cores"] is None else f"{load['other_cores']:.2f}"
+
+
+# ------------------------------------------------------------------ whole processes
+
+
+def whole_process_commands(runs: int, scale: float, epochs_teacher: int, epochs_student: int,
+                           device: str, threads: int | None, folder: Path) -> dict:
+    """The two fresh processes of a repeat: the original's loops (this script with
+    ``--only original``) and ``python -m kdteach reproduce`` at the same runs and epochs."""
+    original = [sys.executable, str(Path(__file__).resolve()), "--only", "original",
+                "--runs", str(runs), "--scale", repr(scale), "--device", device,
+                "--repeat", "1", "--no-whole-process", "--json", str(folder / "original.json")]
+    if threads:
+        original += ["--threads", str(threads)]
+    kdteach = [sys.executable, "-m", "kdteach", "reproduce", "--profile", "full",
+               "--runs", str(runs), "--epochs-teacher", str(epochs_teacher),
+               "--epochs-student", str(epochs_student), "--device", device, "--no-cache",
+               "--out", str(folder / "kdteach")]
+    return {"original": original, "kdteach": kdteach}
+
+
+def process_environment(threads: int | None) -> dict:
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)  # what torch.set_num_threads does in-process
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
+def run_process(command: list[str], env: dict) -> None:
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.strip().splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(command)} failed with exit code {done.returncode}:\n"
+                           f"{tail}")
+
+
+def stage_seconds_of(side: str, folder: Path) -> float | None:
+    """The sum of the stage times a fresh process reported about itself."""
+    try:
+        if side == "original":
+            seconds = json.loads((folder / "original.json").read_text())["seconds"]["original"]
+        else:
+            seconds = json.loads((folder / "kdteach" / "results.json").read_text())["timings_s"]
+    except (OSError, KeyError, ValueError):
+        return None
+    return sum(seconds.values())
+
+
+def run_whole_processes(sides, runs, scale, epochs_teacher, epochs_student, device, threads,
+                        timer: Timer, verbose: bool = False) -> dict:
+    """Each side once as a fresh process, interleaved: ``{"seconds": {side: s}, "load":
+    {side: other_load}, "stage_seconds": {side: its own stage sum}}``."""
+    out = {"seconds": {}, "load": {}, "stage_seconds": {}}
+    env = process_environment(threads)
+    with tempfile.TemporaryDirectory(prefix="kdteach-bench-") as tmp:
+        folder = Path(tmp)
+        commands = whole_process_commands(runs, scale, epochs_teacher, epochs_student, device,
+                                          threads, folder)
+        for side in sides:
+            out["seconds"][side], out["load"][side] = timer(
+                lambda side=side: run_process(commands[side], env))
+            out["stage_seconds"][side] = stage_seconds_of(side, folder)
+    if verbose:
+        for side in sides:
+            stages = out["stage_seconds"][side]
+            beyond = "" if stages is None else (
+                f", its stages {stages:.1f} s, beyond them {out['seconds'][side] - stages:.1f} s")
+            print(f"  whole process, {side}: {out['seconds'][side]:.1f} s{beyond} "
+                  f"(other processes: {_cores(out['load'][side])} of a core)", flush=True)
+    return out
 
 
 # ------------------------------------------------------------------ report
 
 
-def fastest(repeats: list[dict]) -> dict:
-    """Each side's and stage's minimum over repeats of ``{side: {stage: seconds}}``."""
-    return {side: {stage: min(r[side][stage] for r in repeats) for stage in times}
-            for side, times in repeats[0].items()}
+def spread(values: list[float]) -> dict:
+    """Median, min and max of one figure over the repeats."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def machine_info() -> dict:
+def summarise(repeats: list[dict]) -> dict:
+    """Per side: each stage's, the stage sum's and the whole process's median and spread over
+    the repeats; the ratios original/kdteach of the medians."""
+    sides = list(repeats[0]["seconds"])
+    stages = {side: {stage: spread([r["seconds"][side][stage] for r in repeats])
+                     for stage in STAGES} for side in sides}
+    total = {side: spread([sum(r["seconds"][side].values()) for r in repeats]) for side in sides}
+    summary = {"stages": stages, "total": total, "whole_process": None, "ratios": None}
+    if repeats[0].get("whole_process"):
+        summary["whole_process"] = {
+            side: spread([r["whole_process"]["seconds"][side] for r in repeats])
+            for side in sides}
+    if sides == ["original", "kdteach"]:
+        ratios = {stage: _ratio(stages, stage) for stage in STAGES}
+        ratios["total"] = total["original"]["median"] / total["kdteach"]["median"]
+        if summary["whole_process"]:
+            whole = summary["whole_process"]
+            ratios["whole_process"] = whole["original"]["median"] / whole["kdteach"]["median"]
+        summary["ratios"] = ratios
+    return summary
+
+
+def _ratio(stages: dict, stage: str) -> float:
+    return stages["original"][stage]["median"] / stages["kdteach"][stage]["median"]
+
+
+def median_seconds(summary: dict) -> dict:
+    """``{side: {stage: median seconds}}``."""
+    return {side: {stage: s["median"] for stage, s in times.items()}
+            for side, times in summary["stages"].items()}
+
+
+def machine_info(cpuinfo: str | None = None) -> dict:
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+              if line.startswith("model name")]
     return {
+        "cpu_model": models[0] if models else (platform.processor() or platform.machine()),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
-        "processor": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
 
@@ -369,16 +589,27 @@ def _fmt(x, spec):
     return f"{'-':>{width}}" if x is None else format(x, spec)
 
 
-def format_times(seconds: dict) -> str:
-    orig, kd = seconds.get("original", {}), seconds.get("kdteach", {})
-    lines = [f"{'stage':<26}{'original loop s':>13}{'kdteach s':>12}{'original/kdteach':>14}"]
-    rows = [(stage, orig.get(stage), kd.get(stage)) for stage in STAGES]
-    rows.append(("total",
-                 sum(orig.values()) if orig else None,
-                 sum(kd.values()) if kd else None))
-    for name, s, k in rows:
-        ratio = s / k if s is not None and k else None
-        lines.append(f"{name:<26}{_fmt(s, '13.1f')}{_fmt(k, '12.1f')}{_fmt(ratio, '14.1f')}")
+def _cell(s: dict | None, width: int = 24) -> str:
+    if s is None:
+        return f"{'-':>{width}}"
+    return f"{s['median']:.1f} ({s['min']:.1f}–{s['max']:.1f})".rjust(width)
+
+
+def format_times(summary: dict) -> str:
+    """The table: each stage, the stage sum and the whole process, as median (min–max)."""
+    stages, total = summary["stages"], summary["total"]
+    whole = summary["whole_process"] or {}
+    ratios = summary["ratios"] or {}
+    lines = [f"{'seconds, median (min–max)':<26}{'original loop':>24}{'kdteach':>24}"
+             f"{'original/kdteach':>18}"]
+    rows = [(stage, {side: t[stage] for side, t in stages.items()}, ratios.get(stage))
+            for stage in STAGES]
+    rows.append(("sum of the stages", total, ratios.get("total")))
+    if whole:
+        rows.append(("whole process", whole, ratios.get("whole_process")))
+    for name, cells, ratio in rows:
+        lines.append(f"{name:<26}{_cell(cells.get('original'))}{_cell(cells.get('kdteach'))}"
+                     f"{_fmt(ratio, '18.1f')}")
     return "\n".join(lines)
 
 
@@ -393,6 +624,14 @@ def format_mse(mse: dict) -> str:
     return "\n".join(lines)
 
 
+def check_device(device: str, cuda_available=None) -> None:
+    cuda_available = cuda_available or torch.cuda.is_available
+    if device == "cuda" and not cuda_available():
+        raise ValueError("--device cuda: this PyTorch sees no CUDA GPU "
+                         "(torch.cuda.is_available() is False); run with --device cpu, or on "
+                         "a machine with a GPU and a CUDA build of PyTorch")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=float, default=0.1,
@@ -401,66 +640,125 @@ def parse_args(argv=None):
     p.add_argument("--only", choices=("both", "original", "kdteach"), default="both")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch.set_num_threads for both sides (default: torch's choice)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="run the whole comparison N times; the table shows each stage's "
-                        "fastest time (the one least disturbed by other load); default 1")
+                   help="torch.set_num_threads for both sides, OMP_NUM_THREADS for the fresh "
+                        "processes (default: torch's choice)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="interleaved repeats of the whole comparison; the table shows the "
+                        "median and the spread (default 3)")
+    p.add_argument("--whole-process", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time each side as a fresh process in every repeat (default: yes)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
     if args.runs < 1 or args.repeat < 1:
         p.error("--runs and --repeat must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be >= 1")
     if args.runs < 2 and args.only != "original":
         p.error("kdteach's stages end with paired t-tests, which need --runs >= 2")
     try:
         args.epochs_teacher, args.epochs_student = scaled_epochs(args.scale)
+        check_device(args.device)
     except ValueError as e:
         p.error(str(e))
     return args
 
 
-def main(argv=None) -> dict:
+def thread_note(args, info: dict, default_threads: int) -> str:
+    fresh = (f"OMP_NUM_THREADS={args.threads}" if args.threads else
+             f"torch's default ({default_threads})")
+    note = (f"threads: both sides in this process {info['threads']} intra-op "
+            f"(interop {info['interop_threads']})")
+    if args.whole_process:
+        note += f"; the fresh processes {fresh}"
+    return note
+
+
+def main(argv=None, read_stat=read_proc_stat) -> dict:
     args = parse_args(argv)
+    default_threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    timer = Timer(args.device, read_stat)
+    sides = ("original", "kdteach") if args.only == "both" else (args.only,)
+    info = machine_info()
     load_before = load_average()
     print(f"original protocol benchmark: {args.runs} runs, teacher {args.epochs_teacher} epochs, "
           f"students {args.epochs_student} epochs (scale {args.scale:g}), "
-          f"device {args.device}, sides: {args.only}", flush=True)
-    repeats = []
+          f"device {args.device}, sides: {args.only}, {args.repeat} repeat(s), "
+          f"whole processes: {'yes' if args.whole_process else 'no'}")
+    print(f"machine: {info['cpu_model']}, {info['cpu_count']} CPUs ({info['cpus_usable']} "
+          f"usable){', GPU ' + info['gpu'] if info['gpu'] else ''}; torch {info['torch']}, "
+          f"Python {info['python']}")
+    print(thread_note(args, info, default_threads))
+    print(f"load average (1/5/15 min) before: {load_before}", flush=True)
+    repeats, all_loads = [], {}
     for r in range(args.repeat):
+        print(f"repeat {r + 1}/{args.repeat}", flush=True)
         figures = run_benchmark(args.runs, args.epochs_teacher, args.epochs_student,
-                                args.only, args.device, verbose=True)
-        repeats.append(figures["seconds"])
-        if args.repeat > 1:
-            total = {side: round(sum(t.values()), 1) for side, t in figures["seconds"].items()}
-            print(f"repeat {r + 1}/{args.repeat}: total seconds {total}, "
-                  f"load average {load_average()}", flush=True)
-    figures["seconds"] = fastest(repeats)
+                                args.only, args.device, verbose=True, timer=timer)
+        repeat = {"seconds": figures["seconds"], "load": figures["load"]}
+        loads = {f"repeat {r + 1}, {side}'s {stage}": load
+                 for side, stages in figures["load"].items() for stage, load in stages.items()}
+        if args.whole_process:
+            whole = run_whole_processes(sides, args.runs, args.scale, args.epochs_teacher,
+                                        args.epochs_student, args.device, args.threads, timer,
+                                        verbose=True)
+            repeat["whole_process"] = whole
+            loads.update({f"repeat {r + 1}, {side}'s whole process": load
+                          for side, load in whole["load"].items()})
+        repeats.append(repeat)
+        all_loads.update(loads)
+        print(f"  load average {load_average()}", flush=True)
     load_after = load_average()
-    info = machine_info()
+    summary = summarise(repeats)
     print()
-    if args.repeat > 1:
-        print(f"fastest of {args.repeat} repeats, per side and stage:")
-    print(format_times(figures["seconds"]))
+    print(f"median of {args.repeat} interleaved repeat(s), with the spread (min–max):")
+    print(format_times(summary))
+    if summary["ratios"]:
+        ratios = summary["ratios"]
+        text = f"original/kdteach: sum of the stages {ratios['total']:.1f}×"
+        if "whole_process" in ratios:
+            text += f", whole process {ratios['whole_process']:.1f}×"
+        print(text + " (ratios of the medians)")
     print()
     print(format_mse(figures["mse"]))
     print()
-    print(f"torch {info['torch']}, threads {info['threads']} "
-          f"(interop {info['interop_threads']}), CPUs {info['cpu_count']} "
-          f"(usable {info['cpus_usable']}), python {info['python']}")
+    print(thread_note(args, info, default_threads))
     print(f"load average (1/5/15 min) before {load_before}, after {load_after}")
+    measured = {label: load for label, load in all_loads.items()
+                if load["other_cores"] is not None}
+    if measured:
+        label = max(measured, key=lambda k: measured[k]["other_cores"])
+        print(f"busiest timed part: other processes used "
+              f"{100 * measured[label]['other_cores']:.0f} % of one core during {label}")
+    else:
+        print("how busy the rest of the machine was is unknown here (no /proc/stat)")
+    warnings = load_warnings(all_loads)
+    for line in warnings:
+        print(line)
+    if warnings:
+        print(f"WARNING: {len(warnings)} timed part(s) shared the machine with other processes "
+              "(more than {:.0f} % of one core); measure again on a quiet machine".format(
+                  100 * BUSY_WARNING_CORES))
     out = {
         "settings": {"runs": args.runs, "scale": args.scale,
                      "epochs_teacher": args.epochs_teacher,
-                     "epochs_student": args.epochs_student,
-                     "batch_size": BATCH_SIZE, "device": args.device, "only": args.only},
-        "machine": {**info, "load_before": load_before, "load_after": load_after},
-        **figures,
+                     "epochs_student": args.epochs_student, "batch_size": BATCH_SIZE,
+                     "device": args.device, "only": args.only, "repeat": args.repeat,
+                     "whole_process": args.whole_process, "threads": args.threads},
+        "machine": {**info, "fresh_process_threads": args.threads or default_threads,
+                    "load_before": load_before, "load_after": load_after},
+        "seconds": median_seconds(summary),
+        "summary": summary,
+        "mse": figures["mse"],
         "repeats": repeats,
+        "load_warnings": warnings,
     }
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        path = Path(args.json)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(out, indent=2))
+        os.replace(tmp, path)
         print(f"wrote {args.json}")
     return out
 

@@ -7,8 +7,6 @@ wherever a person reads them (tables, figures, widgets); code indexes them from 
 
 from __future__ import annotations
 
-import seaborn as sns
-
 # the original notebook's models
 TEACHER = "Teacher"
 EXPERT = "Expert Teacher"
@@ -73,6 +71,8 @@ def color(name: str) -> str:
     if name in COLORS:
         return COLORS[name]
     if is_grid_name(name):
+        import seaborn as sns  # here, not at the top: only figures need a plotting library
+
         hard = float(name.split("_")[0][2:])
         return sns.color_palette("viridis_r", as_cmap=True)(0.15 + 0.7 * hard)
     return "#bcbd22"  # olive: anything else (a model named by the user)

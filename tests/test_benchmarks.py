@@ -3,9 +3,11 @@
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from kdteach.config import get_settings
 from kdteach.data import make_dataset
@@ -57,19 +59,116 @@ def test_original_baseline_runs_every_stage(original_protocol):
         assert all(math.isfinite(v) and v > 0 for v in values), name
 
 
-def test_both_sides_end_to_end(original_protocol, tmp_path, capsys):
+def busy_machine_stat():
+    """A fake /proc/stat reader: between two reads, the machine's cores were busy for 1000 s
+    more, far more than this process can have used."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    reads = iter(range(10**6))
+
+    def read():
+        busy = 1000 * ticks * next(reads)
+        return f"cpu  {busy} 0 0 5000 0 0 0 0 0 0\ncpu0 {busy} 0 0 5000 0 0 0 0 0 0\n"
+
+    return read
+
+
+def test_interleaved_repeats_report_medians_spreads_and_a_busy_machine(original_protocol,
+                                                                        tmp_path, capsys):
     path = tmp_path / "bench.json"
-    out = original_protocol.main(["--scale", "0.0015", "--runs", "2", "--json", str(path)])
+    out = original_protocol.main(["--scale", "0.0015", "--runs", "2", "--repeat", "2",
+                                  "--no-whole-process", "--json", str(path)],
+                                 read_stat=busy_machine_stat())
     assert out["settings"]["epochs_teacher"] == out["settings"]["epochs_student"] == 1
+    assert len(out["repeats"]) == 2
+    summary = out["summary"]
     for side in ("original", "kdteach"):
         assert set(out["seconds"][side]) == set(original_protocol.STAGES)
-        assert all(s > 0 for s in out["seconds"][side].values())
+        for stage in original_protocol.STAGES:
+            per_repeat = [r["seconds"][side][stage] for r in out["repeats"]]
+            s = summary["stages"][side][stage]
+            assert s == {"median": sum(per_repeat) / 2, "min": min(per_repeat),
+                         "max": max(per_repeat)}
+            assert out["seconds"][side][stage] == s["median"]
+        totals = [sum(r["seconds"][side].values()) for r in out["repeats"]]
+        assert summary["total"][side]["median"] == pytest.approx(sum(totals) / 2)
         assert set(out["mse"][side]) == set(out["mse"]["original"])
         for values in out["mse"][side].values():
             assert len(values) == 2 and all(math.isfinite(v) for v in values)
-    assert json.loads(path.read_text())["seconds"] == out["seconds"]
+    ratios = summary["ratios"]
+    assert ratios["total"] == pytest.approx(
+        summary["total"]["original"]["median"] / summary["total"]["kdteach"]["median"])
+    assert "whole_process" not in ratios and summary["whole_process"] is None
+    # every timed part ran beside 1000 s a second of other work: each one is named
+    assert len(out["load_warnings"]) == 2 * 2 * len(original_protocol.STAGES)
+    assert all(r["load"]["kdteach"]["grid_search"]["other_cores"] > 100 for r in out["repeats"])
+    saved = json.loads(path.read_text())
+    assert saved["seconds"] == out["seconds"] and saved["repeats"] == out["repeats"]
     printed = capsys.readouterr().out
-    assert "total" in printed and "Student (Distilled with L_GR)" in printed
+    assert "median of 2 interleaved repeat(s)" in printed and "sum of the stages" in printed
+    assert "Student (Distilled with L_GR)" in printed
+    assert "WARNING: other processes used" in printed
+    assert "during repeat 2, kdteach's grid_search" in printed
+    assert "threads: both sides in this process 1 intra-op" in printed
+
+
+def test_whole_processes_are_timed_beside_the_stages(original_protocol, capsys):
+    out = original_protocol.main(["--scale", "0.0015", "--runs", "2", "--repeat", "1"])
+    (repeat,) = out["repeats"]
+    whole = repeat["whole_process"]
+    for side in ("original", "kdteach"):
+        assert whole["seconds"][side] > 0
+        # each fresh process reported its own stages, and spent time beyond them
+        assert 0 < whole["stage_seconds"][side] < whole["seconds"][side]
+    ratios = out["summary"]["ratios"]
+    assert ratios["whole_process"] == pytest.approx(
+        whole["seconds"]["original"] / whole["seconds"]["kdteach"])
+    printed = capsys.readouterr().out
+    assert "whole process" in printed and "whole process " in printed.split("original/kdteach:")[-1]
+
+
+def test_the_load_of_other_processes_is_the_machines_minus_our_own(original_protocol):
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat = "cpu  {} 10 {} 9000 40 5 5 {} 0 0\n"
+    busy = original_protocol.machine_busy_seconds
+    assert busy(stat.format(100, 50, 0)) == pytest.approx((100 + 10 + 50 + 5 + 5) / ticks)
+    assert busy(stat.format(100, 50, 30)) == pytest.approx((100 + 10 + 50 + 5 + 5 + 30) / ticks)
+    assert busy(None) is None and busy("intr 0\n") is None
+    Snapshot = original_protocol.Snapshot
+    before = Snapshot(wall=0.0, machine_busy=100.0, own=1.0)
+    quiet = original_protocol.other_load(before, Snapshot(10.0, 118.5, 19.0))  # 0.5 s others
+    busy_ = original_protocol.other_load(before, Snapshot(10.0, 125.0, 19.0))  # 7 s others
+    assert quiet["other_cpu_s"] == pytest.approx(0.5) and quiet["other_cores"] == 0.05
+    assert busy_["other_cpu_s"] == pytest.approx(7.0) and busy_["other_cores"] == 0.7
+    unknown = original_protocol.other_load(Snapshot(0.0, None, 0.0), Snapshot(1.0, None, 1.0))
+    assert unknown["other_cores"] is None
+    warnings = original_protocol.load_warnings({"quiet part": quiet, "busy part": busy_,
+                                                "part without /proc": unknown})
+    assert len(warnings) == 1
+    assert "70 % of one core" in warnings[0] and "during busy part" in warnings[0]
+    assert original_protocol.load_warnings({"busy part": busy_}, threshold=0.8) == []
+
+
+def test_the_timer_reads_the_machine_before_and_after_the_part(original_protocol):
+    ran = []
+    seconds, load = original_protocol.Timer("cpu", busy_machine_stat())(lambda: ran.append(1))
+    assert ran == [1] and seconds >= 0
+    assert load["other_cpu_s"] > 999 and load["other_cores"] > 100
+
+
+def test_machine_names_its_processor(original_protocol):
+    info = original_protocol.machine_info("processor\t: 0\nmodel name\t: Test CPU 9000\n")
+    assert info["cpu_model"] == "Test CPU 9000"
+    assert info["threads"] == torch.get_num_threads()
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(original_protocol, monkeypatch, capsys):
+    with pytest.raises(ValueError, match="no CUDA GPU.*--device cpu"):
+        original_protocol.check_device("cuda", cuda_available=lambda: False)
+    original_protocol.check_device("cpu", cuda_available=lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        original_protocol.main(["--device", "cuda", "--scale", "0.0015", "--runs", "2"])
+    assert "--device cuda: this PyTorch sees no CUDA GPU" in capsys.readouterr().err
 
 
 def test_widget_retrain_times_each_weight():

@@ -28,6 +28,7 @@ def test_reproduce_writes_json_csv_and_figures(tmp_path, capsys):
     assert cli.main(["reproduce", *TINY, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Part 3: grid search" in printed and "p = " in printed
+    assert printed.rstrip().splitlines()[-1].startswith("Stages ")  # and the whole command
     doc = json.loads((out / "results.json").read_text())
     assert set(doc) == {"profile", "settings", "timings_s", "models", "tests"}
     assert doc["profile"] == "quick" and doc["settings"]["n_runs"] == 2
@@ -57,7 +58,21 @@ def test_quiet_prints_one_line(tmp_path, capsys):
     assert cli.main(["reproduce", *TINY, "--out", str(tmp_path / "o"), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert captured.out.count("\n") == 1 and "wrote 4 files" in captured.out
+    assert "stages " in captured.out and "whole command " in captured.out
     assert captured.err == ""
+
+
+def test_the_whole_command_is_counted_from_the_start_of_the_process(monkeypatch):
+    since_import = cli.time.perf_counter() - cli._IMPORTED
+    assert cli.seconds_since_start() >= since_import  # Python's start-up came first
+
+    def no_proc(path, *args, **kwargs):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(cli, "open", no_proc, raising=False)  # a system without /proc
+    fallback = cli.seconds_since_start()
+    assert fallback == pytest.approx(cli.time.perf_counter() - cli._IMPORTED, abs=1.0)
+    assert fallback >= since_import
 
 
 def test_no_cache_writes_no_checkpoint(tmp_path):

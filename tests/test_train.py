@@ -1,4 +1,10 @@
-"""Tests for kdteach.train: the one-model loop, the stacked engine and evaluation."""
+"""Tests for kdteach.train: the one-model loop, the stacked engine and evaluation.
+
+Data, teachers and students live on the ``device`` fixture's device (KDTEACH_DEVICE), so that
+``make test-gpu`` trains them on CUDA. Comparisons of two different computations use
+``tol(...)``, looser on CUDA; a computation against itself stays exact. Tests of pure
+bookkeeping (a History's arithmetic, the CPU generators' shuffles) stay on the CPU.
+"""
 
 from __future__ import annotations
 
@@ -31,29 +37,35 @@ FEAT = {"hard": 0.3, "hp": 0.4, "feat": 0.3}
 
 
 @pytest.fixture(scope="module")
-def ds():
-    return make_dataset()
+def ds(device):
+    return make_dataset().to(device)
 
 
 @pytest.fixture(scope="module")
-def teachers(ds):
+def teachers(ds, device):
     """Two different frozen teachers: one briefly trained, one as initialised."""
     torch.manual_seed(100)
-    trained = TeacherNet()
+    trained = TeacherNet().to(device)
     train(trained, ds.X_train, ds.y_train, num_epochs=2, lr=1e-3, seed=100, progress=False)
     torch.manual_seed(101)
-    untrained = TeacherNet().eval()
+    untrained = TeacherNet().to(device).eval()
     return trained, untrained
 
 
+def initial_state(seed: int, device) -> dict:
+    """A StudentNet's initial weights from a random seed, on ``device``."""
+    torch.manual_seed(seed)
+    return {k: v.to(device) for k, v in StudentNet().state_dict().items()}
+
+
 @pytest.fixture(scope="module")
-def student_init():
-    torch.manual_seed(7)
-    return {k: v.clone() for k, v in StudentNet().state_dict().items()}
+def student_init(device):
+    return initial_state(7, device)
 
 
 def fresh_student(state) -> StudentNet:
-    net = StudentNet()
+    """A StudentNet holding ``state``, on the state's device."""
+    net = StudentNet().to(next(iter(state.values())).device)
     net.load_state_dict(state)
     return net
 
@@ -171,7 +183,7 @@ def original_style_training(net, teacher, X, y, weights, num_epochs, lr, seed):
     gr_means = []
     for _ in range(num_epochs):
         gr_sum = 0.0
-        for idx in batch_indices(len(X), 128, [generator]):
+        for idx in batch_indices(len(X), 128, [generator], X.device):
             X_batch = X[idx[0]].clone().requires_grad_(True)
             y_batch = y[idx[0]]
             optimizer.zero_grad()
@@ -194,7 +206,8 @@ def original_style_training(net, teacher, X, y, weights, num_epochs, lr, seed):
 
 
 @pytest.mark.parametrize("weights", [GR, {"gr": 1.0}], ids=["hard-hp-gr", "gr-only"])
-def test_precomputed_teacher_matches_a_per_batch_teacher(weights, ds, student_init, teachers):
+def test_precomputed_teacher_matches_a_per_batch_teacher(weights, ds, student_init, teachers,
+                                                         tol):
     """train() computes the teacher's outputs and gradients once; the original per batch."""
     X, y = ds.X_train[:600], ds.y_train[:600]  # the last batch holds 88
     ours, theirs = fresh_student(student_init), fresh_student(student_init)
@@ -202,14 +215,14 @@ def test_precomputed_teacher_matches_a_per_batch_teacher(weights, ds, student_in
                     seed=4, progress=False)
     gr_means = original_style_training(theirs, teachers[0], X, y, weights, num_epochs=2, lr=1e-3,
                                    seed=4)
-    np.testing.assert_allclose(np.concatenate(history.epochs["gr"]), gr_means, rtol=1e-4)
-    assert_same_weights(ours, theirs, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(history.epochs["gr"]), gr_means, rtol=tol(1e-4))
+    assert_same_weights(ours, theirs, atol=tol(1e-5))
     assert weights_differ(ours, fresh_student(student_init))
 
 
-def test_modes_teacher_eval_student_train(ds, student_init):
+def test_modes_teacher_eval_student_train(ds, student_init, device):
     torch.manual_seed(0)
-    teacher = ExpertTeacherNet().train()  # left in train mode by the caller on purpose
+    teacher = ExpertTeacherNet().to(device).train()  # left in train mode on purpose
     student = fresh_student(student_init)
     teacher_modes, student_modes = [], []
     teacher.register_forward_hook(lambda mod, inp, out: teacher_modes.append(mod.training))
@@ -224,11 +237,11 @@ def test_modes_teacher_eval_student_train(ds, student_init):
     assert not student.training  # handed back ready for evaluation
 
 
-def test_dropout_teacher_gives_deterministic_targets(ds, student_init):
+def test_dropout_teacher_gives_deterministic_targets(ds, student_init, device):
     """With the teacher in eval mode its dropout is off: the student does not depend on the
     teacher's mode at call time or on the global RNG."""
     torch.manual_seed(0)
-    teacher = ExpertTeacherNet()
+    teacher = ExpertTeacherNet().to(device)
     a, b = fresh_student(student_init), fresh_student(student_init)
     X, y = ds.X_train[:256], ds.y_train[:256]
     torch.manual_seed(1)
@@ -240,25 +253,25 @@ def test_dropout_teacher_gives_deterministic_targets(ds, student_init):
     assert_same_weights(a, b)
 
 
-def test_teacher_targets(ds, teachers):
+def test_teacher_targets(ds, teachers, device, tol):
     teacher = teachers[0]
     X, y = ds.X_train[:100], ds.y_train[:100]
     targets = teacher_targets(teacher, X, y, need_grad=True)
     with torch.no_grad():
         assert torch.allclose(targets.pred, teacher(X))
-    idx = torch.tensor([5, 0, 42])
+    idx = torch.tensor([5, 0, 42], device=device)
     batch = targets.batch(idx)
     assert set(batch) == {"teacher_pred", "teacher_grad", "teacher_jac", "teacher_features"}
     assert torch.equal(batch["teacher_pred"], targets.pred[idx])
     Xb = X[idx].clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(nn.MSELoss()(teacher(Xb), y[idx]), Xb)
-    assert torch.allclose(batch["teacher_grad"], expected, rtol=1e-5, atol=1e-8)
+    assert torch.allclose(batch["teacher_grad"], expected, rtol=tol(1e-5), atol=tol(1e-8))
     assert batch["teacher_jac"] is None and batch["teacher_features"] is None
     assert teacher_targets(teacher, X, y, need_grad=False).grad is None
     assert TeacherTargets(targets.pred).batch(idx)["teacher_grad"] is None
 
 
-def test_batch_indices_are_fresh_permutations():
+def test_batch_indices_are_fresh_permutations():  # the shuffles are drawn on the CPU
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
     batches = batch_indices(10, 4, [g1, g2])
     assert [tuple(b.shape) for b in batches] == [(2, 4), (2, 4), (2, 2)]
@@ -289,16 +302,16 @@ def test_heldout_mse_is_recorded_per_epoch_and_changes_nothing(ds, student_init,
     assert "heldout" not in set(h1.to_frame()["term"])
 
 
-def test_heldout_mse_of_a_dropout_stack_is_taken_in_eval_mode(ds):
+def test_heldout_mse_of_a_dropout_stack_is_taken_in_eval_mode(ds, device, tol):
     torch.manual_seed(3)
-    nets = [ExpertTeacherNet(), ExpertTeacherNet()]
+    nets = [ExpertTeacherNet().to(device), ExpertTeacherNet().to(device)]
     trained, history = train_many(nets, ds.X_train, ds.y_train, num_epochs=1, lr=1e-4,
                                   heldout=(ds.X_test, ds.y_test), progress=False)
     expected = [evaluate(net, ds.X_test, ds.y_test)["mse"] for net in trained]
-    np.testing.assert_allclose(history.heldout[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(history.heldout[0], expected, rtol=tol(1e-5))
 
 
-def test_train_many_heldout_equals_train_heldout(ds, student_init, teachers):
+def test_train_many_heldout_equals_train_heldout(ds, student_init, teachers, tol):
     loss = DistillationLoss(**GR)
     h1 = train(fresh_student(student_init), ds.X_train, ds.y_train, loss, teachers[0],
                num_epochs=2, lr=1e-3, seed=9, heldout=(ds.X_test, ds.y_test), progress=False)
@@ -306,7 +319,7 @@ def test_train_many_heldout_equals_train_heldout(ds, student_init, teachers):
                        [teachers[0]], num_epochs=2, lr=1e-3, seeds=[9],
                        heldout=(ds.X_test, ds.y_test), progress=False)
     np.testing.assert_allclose(np.concatenate(h2.heldout), np.concatenate(h1.heldout),
-                               rtol=1e-4)
+                               rtol=tol(1e-4))
 
 
 def test_a_bad_heldout_set_is_rejected(ds, student_init):
@@ -319,7 +332,7 @@ def test_a_bad_heldout_set_is_rejected(ds, student_init):
 
 
 @pytest.mark.parametrize("kind", ["plain", "hp", "gr", "jac", "feat"])
-def test_train_many_equals_train(kind, ds, student_init, teachers):
+def test_train_many_equals_train(kind, ds, student_init, teachers, tol):
     weights = {"plain": {"hard": 1.0}, "hp": HP, "gr": GR, "jac": JAC, "feat": FEAT}[kind]
     loss = DistillationLoss(**weights)
     teacher = teachers[0] if loss.needs_teacher else None
@@ -328,21 +341,20 @@ def test_train_many_equals_train(kind, ds, student_init, teachers):
                progress=False)
     (many,), h2 = train_many([fresh_student(student_init)], ds.X_train, ds.y_train, [loss],
                              [teacher], num_epochs=2, lr=1e-3, seeds=[9], progress=False)
-    assert_same_weights(single, many, atol=1e-5)
+    assert_same_weights(single, many, atol=tol(1e-5))
     assert weights_differ(single, fresh_student(student_init))
     for term in h1.terms:
         np.testing.assert_allclose(np.concatenate(h2.epochs[term]),
-                                   np.concatenate(h1.epochs[term]), rtol=1e-4)
+                                   np.concatenate(h1.epochs[term]), rtol=tol(1e-4))
     if kind == "feat":
-        assert_same_weights(h1.adapters[0], h2.adapters[0], atol=1e-5)
+        assert_same_weights(h1.adapters[0], h2.adapters[0], atol=tol(1e-5))
     else:
         assert h1.adapters == [None] and h2.adapters == [None]
 
 
-def test_train_many_mixed_losses_teachers_and_seeds(ds, student_init, teachers):
+def test_train_many_mixed_losses_teachers_and_seeds(ds, student_init, teachers, device, tol):
     trained_teacher, other_teacher = teachers
-    torch.manual_seed(8)
-    other_init = StudentNet().state_dict()
+    other_init = initial_state(8, device)
     plan = [  # (initial state, loss weights, teacher, shuffle seed)
         (student_init, {"hard": 1.0}, None, 0),
         (student_init, HP, trained_teacher, 1),
@@ -363,11 +375,12 @@ def test_train_many_mixed_losses_teachers_and_seeds(ds, student_init, teachers):
     for m, ((state, _, teacher, seed), loss) in enumerate(zip(plan, losses)):
         single = fresh_student(state)
         h = train(single, X, y, loss, teacher, seed=seed, progress=False, **common)
-        assert_same_weights(single, trained[m], atol=1e-5)
+        assert_same_weights(single, trained[m], atol=tol(1e-5))
         for term in history.terms:
             column = np.array([epoch[m] for epoch in history.epochs[term]])
             if term in h.terms:
-                np.testing.assert_allclose(column, np.concatenate(h.epochs[term]), rtol=1e-4)
+                np.testing.assert_allclose(column, np.concatenate(h.epochs[term]),
+                                           rtol=tol(1e-4))
             else:
                 assert np.isnan(column).all(), (m, term)  # a term the model does not use
     # the five really are different trainings
@@ -386,26 +399,26 @@ def test_train_many_leaves_its_inputs_alone(ds, student_init):
     assert all(t is not n for t, n in zip(trained, nets))
 
 
-def test_train_many_without_fused_adam(ds, student_init):
+def test_train_many_without_fused_adam(ds, student_init, tol):
     X, y = ds.X_train[:512], ds.y_train[:512]
     (a,), _ = train_many([fresh_student(student_init)], X, y, num_epochs=2, lr=1e-3, seeds=[4],
                          fused=False, progress=False)
     b = fresh_student(student_init)
     train(b, X, y, num_epochs=2, lr=1e-3, seed=4, progress=False)
-    assert_same_weights(a, b, atol=1e-5)
+    assert_same_weights(a, b, atol=tol(1e-5))
 
 
-def test_dropout_teacher_train_many_matches_train_in_distribution(ds):
+def test_dropout_teacher_train_many_matches_train_in_distribution(ds, device):
     """Dropout masks come from different random streams, so only the behaviour can agree."""
     X, y = ds.X_train[:800], ds.y_train[:800]
     torch.manual_seed(0)
     init = ExpertTeacherNet().state_dict()
     common = dict(num_epochs=6, lr=1e-3, weight_decay=1e-4, progress=False)
-    single = ExpertTeacherNet()
+    single = ExpertTeacherNet().to(device)
     single.load_state_dict(init)
     torch.manual_seed(1)
     h1 = train(single, X, y, seed=0, **common)
-    start = ExpertTeacherNet()
+    start = ExpertTeacherNet().to(device)
     start.load_state_dict(init)
     torch.manual_seed(1)
     (many,), h2 = train_many([start], X, y, seeds=[0], **common)
@@ -456,12 +469,12 @@ def test_non_finite_inputs_are_rejected(bad, ds, student_init):
               batch_size=50, progress=False)
 
 
-def test_input_width_mismatch_is_rejected(ds):
+def test_input_width_mismatch_is_rejected(ds, device):
     with pytest.raises(ValueError, match="8 input features"):
-        train(StudentNet(n_features=8), ds.X_train[:100], ds.y_train[:100], num_epochs=1,
-              lr=1e-3, batch_size=50, progress=False)
+        train(StudentNet(n_features=8).to(device), ds.X_train[:100], ds.y_train[:100],
+              num_epochs=1, lr=1e-3, batch_size=50, progress=False)
     with pytest.raises(ValueError, match="8 input features"):
-        train_many([StudentNet(n_features=8)], ds.X_train[:100], ds.y_train[:100],
+        train_many([StudentNet(n_features=8).to(device)], ds.X_train[:100], ds.y_train[:100],
                    num_epochs=1, lr=1e-3, batch_size=50, progress=False)
 
 
@@ -511,8 +524,8 @@ def test_evaluate_matches_sklearn(ds, teachers):
     model = teachers[0]
     result = evaluate(model, ds.X_test, ds.y_test)
     with torch.no_grad():
-        pred = model(ds.X_test).numpy()
-    y = ds.y_test.numpy()
+        pred = model(ds.X_test).cpu().numpy()
+    y = ds.y_test.cpu().numpy()
     assert result["mse"] == pytest.approx(mean_squared_error(y, pred), rel=1e-6)
     assert result["r2"] == pytest.approx(r2_score(y, pred), rel=1e-6)
     assert result["mse"] == pytest.approx(float(np.mean((y - pred) ** 2)), rel=1e-5)
@@ -520,10 +533,10 @@ def test_evaluate_matches_sklearn(ds, teachers):
     assert isinstance(result["mse"], float) and isinstance(result["r2"], float)
 
 
-def test_evaluate_uses_eval_mode():
+def test_evaluate_uses_eval_mode(device):
     torch.manual_seed(0)
-    net = ExpertTeacherNet().train()
-    X, y = torch.randn(50, 10), torch.randn(50, 1)
+    net = ExpertTeacherNet().to(device).train()
+    X, y = torch.randn(50, 10, device=device), torch.randn(50, 1, device=device)
     assert evaluate(net, X, y) == evaluate(net, X, y)
     assert not net.training
 
@@ -558,6 +571,7 @@ def reference_training(net, teacher, X, y, weights, num_epochs, lr, seed):
     params = list(net.parameters())
     if "feat" in weights:
         adapter = make_adapter(32, 64, torch.Generator().manual_seed(seed + ADAPTER_SEED_OFFSET))
+        adapter = adapter.to(X.device)
         params += list(adapter.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -566,7 +580,7 @@ def reference_training(net, teacher, X, y, weights, num_epochs, lr, seed):
     means = []
     for _ in range(num_epochs):
         term_sum = 0.0
-        for idx in batch_indices(len(X), 128, [generator]):
+        for idx in batch_indices(len(X), 128, [generator], X.device):
             X_batch = X[idx[0]].clone().requires_grad_(True)
             y_batch = y[idx[0]]
             optimizer.zero_grad()
@@ -591,7 +605,7 @@ def reference_training(net, teacher, X, y, weights, num_epochs, lr, seed):
 
 @pytest.mark.parametrize("weights", [JAC, FEAT], ids=["jac", "feat"])
 def test_precomputed_teacher_jacobian_and_features_match_a_per_batch_teacher(
-        weights, ds, student_init, teachers):
+        weights, ds, student_init, teachers, tol):
     X, y = ds.X_train[:600], ds.y_train[:600]  # the last batch holds 88
     ours, theirs = fresh_student(student_init), fresh_student(student_init)
     history = train(ours, X, y, DistillationLoss(**weights), teachers[0], num_epochs=2, lr=1e-3,
@@ -599,40 +613,41 @@ def test_precomputed_teacher_jacobian_and_features_match_a_per_batch_teacher(
     adapter, means = reference_training(theirs, teachers[0], X, y, weights, num_epochs=2,
                                         lr=1e-3, seed=4)
     term = "jac" if "jac" in weights else "feat"
-    np.testing.assert_allclose(np.concatenate(history.epochs[term]), means, rtol=1e-4)
-    assert_same_weights(ours, theirs, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(history.epochs[term]), means, rtol=tol(1e-4))
+    assert_same_weights(ours, theirs, atol=tol(1e-5))
     if adapter is not None:
-        assert_same_weights(history.adapters[0], adapter, atol=1e-5)
+        assert_same_weights(history.adapters[0], adapter, atol=tol(1e-5))
     assert weights_differ(ours, fresh_student(student_init))
 
 
-def test_teacher_targets_hold_the_jacobian_and_the_last_hidden_layer(ds):
+def test_teacher_targets_hold_the_jacobian_and_the_last_hidden_layer(ds, device, tol):
     torch.manual_seed(1)
-    teacher = ExpertTeacherNet().train()  # eval mode is the function's job
+    teacher = ExpertTeacherNet().to(device).train()  # eval mode is the function's job
     X, y = ds.X_train[:100], ds.y_train[:100]
     targets = teacher_targets(teacher, X, y, need_grad=False, need_jac=True, need_features=True)
     assert targets.grad is None
     assert tuple(targets.jac.shape) == (100, 10) and tuple(targets.features.shape) == (100, 64)
-    idx = torch.tensor([5, 0, 42])
+    idx = torch.tensor([5, 0, 42], device=device)
     batch = targets.batch(idx)
     # the Jacobian is per sample: a batch's is the rows, not divided by the batch size
     assert torch.allclose(batch["teacher_jac"], output_jacobian(teacher.eval(), X[idx]),
-                          rtol=1e-5, atol=1e-8)
+                          rtol=tol(1e-5), atol=tol(1e-8))
     with torch.no_grad():
         features = teacher.forward_with_features(X[idx])[1][-1]
-    assert torch.allclose(batch["teacher_features"], features, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(batch["teacher_features"], features, rtol=tol(1e-5), atol=tol(1e-7))
     plain = teacher_targets(teacher, X, y, need_grad=True)
     assert plain.jac is None and plain.features is None
 
 
-def test_feat_trains_the_adapter_and_leaves_the_student_a_student(ds, student_init, teachers):
+def test_feat_trains_the_adapter_and_leaves_the_student_a_student(ds, student_init, teachers,
+                                                                  device):
     net = fresh_student(student_init)
     X, y = ds.X_train[:512], ds.y_train[:512]
     history = train(net, X, y, DistillationLoss(**FEAT), teachers[0], num_epochs=3, lr=1e-3,
                     seed=6, progress=False)
     adapter = history.adapters[0]
     start = make_adapter(32, 64, torch.Generator().manual_seed(6 + ADAPTER_SEED_OFFSET))
-    assert weights_differ(adapter, start)  # the adapter was trained ...
+    assert weights_differ(adapter, start.to(device))  # the adapter was trained ...
     feat = [float(v[0]) for v in history.epochs["feat"]]
     assert feat[-1] < feat[0]  # ... and with the student it matches the teacher better
     # the student is a plain StudentNet: no adapter inside
@@ -643,7 +658,7 @@ def test_feat_trains_the_adapter_and_leaves_the_student_a_student(ds, student_in
     assert set(evaluate(net, ds.X_test, ds.y_test)) == {"mse", "r2"}
 
 
-def test_train_many_feat_among_other_losses(ds, student_init, teachers):
+def test_train_many_feat_among_other_losses(ds, student_init, teachers, tol):
     """A stack with L_FEAT, L_HP and plain students: each equals its own train(); only the
     L_FEAT student has an adapter, and every trained network is a plain StudentNet."""
     X, y = ds.X_train[:600], ds.y_train[:600]
@@ -659,15 +674,15 @@ def test_train_many_feat_among_other_losses(ds, student_init, teachers):
         single = fresh_student(student_init)
         h = train(single, X, y, loss, teacher, num_epochs=2, lr=1e-3, weight_decay=1e-4,
                   seed=seed, progress=False)
-        assert_same_weights(single, trained[m], atol=1e-5)
+        assert_same_weights(single, trained[m], atol=tol(1e-5))
         if loss.needs_features:
-            assert_same_weights(h.adapters[0], history.adapters[m], atol=1e-5)
+            assert_same_weights(h.adapters[0], history.adapters[m], atol=tol(1e-5))
         assert type(trained[m]) is StudentNet and count_parameters(trained[m]) == 6_977
 
 
-def test_train_many_feat_needs_teachers_of_one_width(ds, student_init, teachers):
+def test_train_many_feat_needs_teachers_of_one_width(ds, student_init, teachers, device):
     torch.manual_seed(0)
-    narrow = MLP(MLPSpec((10, 48, 1), activation="leaky_relu"))
+    narrow = MLP(MLPSpec((10, 48, 1), activation="leaky_relu")).to(device)
     with pytest.raises(ValueError, match="one width"):
         train_many([fresh_student(student_init)] * 2, ds.X_train[:100], ds.y_train[:100],
                    [DistillationLoss(**FEAT)] * 2, [teachers[0], narrow], num_epochs=1,
