@@ -33,6 +33,7 @@ original's numbers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -294,11 +295,32 @@ def kdteach_experiment(runs: int, epochs_teacher: int, epochs_student: int, devi
     return exp
 
 
-def run_kdteach_stage(exp, stage: str) -> None:
-    """One kdteach stage; the global RNG is left as it was, so the interleaved original
-    baseline draws the same shuffles it would draw alone."""
+# The stages in groups: a side runs a whole group before the other side runs it. kdteach's
+# part 1 returns while its expert teachers may still be training alongside, so part 2 must
+# follow at once.
+GROUPS = (("standard_teacher", "expert_teacher"), ("grid_search",), ("gradient_regularisation",))
+
+
+def run_kdteach_stage(exp, stage: str, overlap: bool) -> None:
+    """One kdteach stage as ``python -m kdteach reproduce`` runs it: with ``overlap``, part 1
+    starts the expert teachers in a second thread. The global RNG is left as it was, so the
+    interleaved original baseline draws the same shuffles it would draw alone."""
     with torch.random.fork_rng(devices=[]):
+        if overlap and stage == "standard_teacher":
+            exp.teachers_in_background("expert")
         exp.run(stage)
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None):
+    """``torch.set_num_threads(n)`` inside the block (``None``: unchanged)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def kdteach_mse(exp) -> dict[str, list[float]]:
@@ -399,9 +421,14 @@ class Timer:
 
 def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int = 60,
                   only: str = "both", device="cpu", verbose: bool = False,
-                  timer: Timer | None = None) -> dict:
-    """Every stage, interleaved: ``{"seconds": {side: {stage: s}}, "load": {side: {stage:
-    other_load}}, "mse": {side: {model: [per run]}}}``."""
+                  timer: Timer | None = None, overlap: bool | None = None) -> dict:
+    """Every stage, interleaved group by group (:data:`GROUPS`): ``{"seconds": {side:
+    {stage: s}}, "load": {side: {stage: other_load}}, "mse": {side: {model: [per run]}}}``.
+
+    ``overlap`` (default: as ``python -m kdteach reproduce`` decides for this machine):
+    kdteach trains its expert teachers alongside part 1, with one intra-op thread for all
+    its stages; its part 2 then counts the wait for them."""
+    from kdteach.__main__ import overlap_teachers
     from kdteach.data import make_dataset
 
     timer = timer or Timer(device)
@@ -411,17 +438,24 @@ def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int =
         original = OriginalProtocol(make_dataset(), runs, epochs_teacher, epochs_student, device)
     if "kdteach" in sides:
         exp = kdteach_experiment(runs, epochs_teacher, epochs_student, device)
+        if overlap is None:
+            overlap = overlap_teachers(exp.settings)
     parts = {"original": lambda stage: original.run(stage),
-             "kdteach": lambda stage: run_kdteach_stage(exp, stage)}
+             "kdteach": lambda stage: run_kdteach_stage(exp, stage, overlap)}
+    threads = {"original": None, "kdteach": 1 if overlap else None}
     seconds = {side: {} for side in sides}
     load = {side: {} for side in sides}
-    for stage in STAGES:
+    for group in GROUPS:
         for side in sides:
-            seconds[side][stage], load[side][stage] = timer(functools.partial(parts[side], stage))
+            with intra_op_threads(threads[side]):
+                for stage in group:
+                    seconds[side][stage], load[side][stage] = timer(
+                        functools.partial(parts[side], stage))
         if verbose:
-            done = ", ".join(f"{side} {seconds[side][stage]:.1f} s" for side in sides)
-            busy = ", ".join(_cores(load[side][stage]) for side in sides)
-            print(f"  {stage}: {done} (other processes: {busy} of a core)", flush=True)
+            for stage in group:
+                done = ", ".join(f"{side} {seconds[side][stage]:.1f} s" for side in sides)
+                busy = ", ".join(_cores(load[side][stage]) for side in sides)
+                print(f"  {stage}: {done} (other processes: {busy} of a core)", flush=True)
     mse = {}
     if original is not None:
         mse["original"] = original.mse
@@ -666,11 +700,21 @@ def parse_args(argv=None):
 def thread_note(args, info: dict, default_threads: int) -> str:
     fresh = (f"OMP_NUM_THREADS={args.threads}" if args.threads else
              f"torch's default ({default_threads})")
-    note = (f"threads: both sides in this process {info['threads']} intra-op "
-            f"(interop {info['interop_threads']})")
+    note = (f"threads: the original loop {info['threads']} intra-op "
+            f"(interop {info['interop_threads']}); kdteach as `python -m kdteach reproduce` "
+            f"runs: {kdteach_threads_note(args.device)}")
     if args.whole_process:
         note += f"; the fresh processes {fresh}"
     return note
+
+
+def kdteach_threads_note(device: str = "cpu") -> str:
+    from kdteach.__main__ import overlap_teachers
+    from kdteach.config import get_settings
+
+    if overlap_teachers(get_settings("full", device=device)):
+        return "one intra-op thread, expert teachers trained alongside part 1"
+    return f"{torch.get_num_threads()} intra-op thread(s), one stage after another"
 
 
 def main(argv=None, read_stat=read_proc_stat) -> dict:

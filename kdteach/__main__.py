@@ -244,6 +244,12 @@ QUICK_NOTICE = ("kdteach: quick profile: 2 runs of few epochs, every model under
                 "numbers and conclusions are not the original notebook's (use --profile full)")
 
 
+def overlap_teachers(settings) -> bool:
+    """On a CPU with two cores or more, ``reproduce`` trains the expert teachers alongside
+    part 1, one intra-op thread each (the lessons' one-thread numbers, sooner)."""
+    return settings.torch_device.type == "cpu" and (os.cpu_count() or 1) >= 2
+
+
 def reproduce(settings, out: Path, args) -> int:
     from .experiments import Experiment
 
@@ -251,7 +257,7 @@ def reproduce(settings, out: Path, args) -> int:
         print(QUICK_NOTICE, flush=True)
     exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
     start = time.perf_counter()
-    stages = exp.reproduce()
+    stages = exp.reproduce(overlap_teachers=overlap_teachers(settings))
     total = time.perf_counter() - start
     written = write_outputs(out, settings, stages)
     if not args.quiet:

@@ -242,6 +242,7 @@ class Experiment:
         self.progress = progress
         self._data: Dataset | None = None
         self._teachers: dict = {}
+        self._teachers_pending: dict = {}  # kind → _Background getting them
         self._teacher_histories: dict = {}
         self._stages: dict = {}
         self.best_epochs: dict = {}  # {stage: {student: [best epoch per run]}}
@@ -290,7 +291,25 @@ class Experiment:
 
     def teachers(self, kind: str) -> list[MLP]:
         """The trained teachers (``"teacher"``, ``"expert"`` or ``"regularised"``) of every
-        run: from the cache, else the missing runs are trained together and stored."""
+        run: from the cache, else the missing runs are trained together and stored. If
+        :meth:`teachers_in_background` is getting them, waits for it."""
+        pending = self._teachers_pending.pop(kind, None)
+        if pending is not None:
+            pending.join()
+        return self._teachers_now(kind)
+
+    def teachers_in_background(self, kind: str) -> None:
+        """Start getting the teachers of ``kind`` (from the cache, or trained) in a second
+        thread, so that other work can go on meanwhile; ``teachers(kind)`` waits for them and
+        re-raises any error. Each model is trained as it would be in this thread."""
+        if kind in self._teachers or kind in self._teachers_pending:
+            return
+        if kind not in TEACHER_RECIPES:
+            raise ValueError(f"unknown teacher kind {kind!r}; valid: {', '.join(TEACHER_RECIPES)}")
+        self.data  # noqa: B018 -- built once, before a second thread reads it
+        self._teachers_pending[kind] = _Background(lambda: self._teachers_now(kind))
+
+    def _teachers_now(self, kind: str) -> list[MLP]:
         if kind in self._teachers:
             return self._teachers[kind]
         s, n_feat = self.settings, self.settings.n_features
@@ -830,34 +849,26 @@ class Experiment:
         run every stage with one intra-op thread. Each model is trained exactly as without
         overlap at one thread, so the numbers are the one-thread numbers; on a machine
         with two free cores the teachers of parts 1 and 2 take about the time of the
-        slower one. ``StageResult.seconds`` of part 2 then excludes its teachers.
+        slower one. ``StageResult.seconds`` of part 2 then counts only the wait for its
+        teachers, not their whole training.
         """
         if not overlap_teachers:
             return self._run_stages(stages)
         before = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            background = None
-            if "expert_teacher" in stages and "expert" not in self._teachers:
-                self.data  # noqa: B018 -- built once, before a second thread reads it
-                background = _Background(lambda: self.teachers("expert"))
-            return self._run_stages(stages, background)
+            if "expert_teacher" in stages:
+                self.teachers_in_background("expert")
+            return self._run_stages(stages)
         finally:
             torch.set_num_threads(before)
 
-    def _run_stages(self, stages, background: _Background | None = None
-                    ) -> dict[str, StageResult]:
-        """The stages in order; a stage other than part 1 waits for ``background``."""
+    def _run_stages(self, stages) -> dict[str, StageResult]:
         out = {}
         bar = tqdm(stages, desc="stages", disable=not self.progress)
         for stage in bar:
-            if background is not None and stage != "standard_teacher":
-                background.join()
-                background = None
             bar.set_postfix_str(stage)
             out[stage] = self.run(stage)
-        if background is not None:
-            background.join()
         return out
 
     # -- one student, retrained live --------------------------------------------

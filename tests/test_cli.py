@@ -117,13 +117,13 @@ def test_cuda_without_cuda_is_a_one_line_error(monkeypatch, tmp_path, capsys):
 def test_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    monkeypatch.setattr(Experiment, "reproduce", lambda self: pytest.fail("trained anyway"))
+    monkeypatch.setattr(Experiment, "reproduce", lambda self, **kw: pytest.fail("trained anyway"))
     assert cli.main(["reproduce", *TINY, "--out", str(blocker / "sub")]) == 2
     assert "cannot write to --out" in capsys.readouterr().err
 
 
 def test_interrupt_leaves_no_result_files(tmp_path, capsys, monkeypatch):
-    def interrupted(self):
+    def interrupted(self, **kw):
         self.teachers("teacher")  # a complete checkpoint is made first
         raise KeyboardInterrupt
 
@@ -137,7 +137,7 @@ def test_interrupt_leaves_no_result_files(tmp_path, capsys, monkeypatch):
 
 
 def test_training_blow_up_is_reported(tmp_path, capsys, monkeypatch):
-    def blow_up(self):
+    def blow_up(self, **kw):
         raise FloatingPointError("run 1: Teacher: the loss became nan in epoch 3")
 
     monkeypatch.setattr(Experiment, "reproduce", blow_up)

@@ -428,13 +428,25 @@ def test_overlapping_teachers_changes_no_number_and_restores_threads():
 
 def test_an_error_in_the_teachers_thread_reaches_the_caller(monkeypatch):
     exp = Experiment(tiny(), cache=False, progress=False)
-    real = exp.teachers
+    real = exp._teachers_now
 
     def failing(kind):
         if kind == "expert":
             raise RuntimeError("expert training failed")
         return real(kind)
 
-    monkeypatch.setattr(exp, "teachers", failing)
+    monkeypatch.setattr(exp, "_teachers_now", failing)
     with pytest.raises(RuntimeError, match="expert training failed"):
         exp.reproduce(overlap_teachers=True)
+
+
+def test_teachers_in_background_are_the_teachers_trained_in_the_foreground():
+    exp = Experiment(tiny(), cache=False, progress=False)
+    exp.teachers_in_background("expert")
+    exp.teachers_in_background("expert")  # already under way: nothing new starts
+    background = exp.teachers("expert")
+    foreground = Experiment(tiny(), cache=False, progress=False).teachers("expert")
+    for a, b in zip(background, foreground):
+        assert close_weights(a, b, atol=0.0)
+    with pytest.raises(ValueError, match="unknown teacher kind"):
+        exp.teachers_in_background("giant")
