@@ -421,6 +421,26 @@ def retrained_student(net, data, scores: dict, label: str, history=None):
     return fig
 
 
+def live_training(total: list, heldout: list, num_epochs: int):
+    """A training in progress: its total loss and test MSE per epoch so far, on an x-axis
+    that already spans all ``num_epochs`` (log scale). Small and plain, so it can be
+    redrawn every few epochs."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    epochs = np.arange(1, len(total) + 1)
+    ax.plot(epochs, total, color=TERM_COLORS.get("total", "black"), label="training loss (total)")
+    if heldout:
+        ax.plot(epochs, heldout, color="gray", linestyle="--", label="test MSE")
+    ax.set_xlim(0, max(num_epochs, 1))
+    values = [v for v in (*total, *heldout) if np.isfinite(v) and v > 0]
+    if values:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title(f"Training now: epoch {len(total)} of {num_epochs}", fontsize="medium")
+    ax.legend(fontsize="small", loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------- the lessons' figures
 
 
