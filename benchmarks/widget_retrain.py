@@ -1,100 +1,149 @@
-"""Time what a notebook slider does on every drag: retrain one student from a trained expert.
+"""Time what the lesson widgets do: prepare their sliders once, then answer each move.
 
-The expert teacher is trained once, at the quick profile, and is not timed. Each timed
-retrain is one call of :func:`kdteach.train.train` (the one-model loop a learner reads)
-with ``DistillationLoss(hard=h, hp=1 - h)``, the quick profile's student epochs, run 0's
-initial student weights, and no progress bar. The target for a live slider is a median
-of at most 2 s on a 2-core CPU.
+For each widget (notebook 03's ``retrain_explorer``, grid ``"retrain"``; notebook 04's
+``lgr_explorer``, grid ``"lgr"``) at the chosen profile, for run 1:
 
-    python benchmarks/widget_retrain.py
-    python benchmarks/widget_retrain.py --hard 0.1 0.5 0.9 --repeats 5
+* **prepare**: ``Experiment.slider_grid(name)`` with an empty cache, the one-off
+  preparation the notebook announces (training, scoring every snapshot, saving);
+* **prepared position**: a press of Retrain on a prepared position, driving the widget
+  itself (lookup and figure, until the output area shows the result);
+* **off the grid**: a press of Retrain on a position that is not prepared (notebook 04's
+  hard weight at 0.3 instead of 0.2, the profile's epochs): the time until the first live
+  curve is shown, and until the result is.
+
+Run 1's expert teacher comes from the cache (``--cache``, default the package's folder;
+trained there first, untimed, when missing) and is copied into a temporary folder, where
+the grids are prepared and saved. No reference stages are loaded (the widgets get
+``stages=[]``): their table is not part of what is timed.
+
+    python benchmarks/widget_retrain.py --profile quick
+    python benchmarks/widget_retrain.py --profile full --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
+from kdteach import widgets
 from kdteach.config import get_settings
-from kdteach.experiments import Experiment, initial_student
-from kdteach.losses import DistillationLoss
-from kdteach.train import evaluate, train
+from kdteach.experiments import Experiment
 
-TARGET_SECONDS = 2.0
+TARGET_SECONDS = 1.0  # a prepared position
+EXPLORERS = {"retrain": widgets.retrain_explorer, "lgr": widgets.lgr_explorer}
+PREPARED_MOVES = {  # a prepared position of each widget: (control, value) pairs
+    "retrain": [("hard", 0.15)],
+    "lgr": [("gr", 10.0 ** 2.5)],
+}
+OFF_GRID_MOVES = [("hard", 0.3)]  # notebook 04 at hard 0.3: not prepared
 
 
-def retrain_once(teacher, data, settings, h: float, seed: int = 0):
-    """One slider retrain; returns (seconds, test MSE of the retrained student)."""
-    student = initial_student(0, settings.n_features).to(data.X_train.device)
-    loss = DistillationLoss(hard=h, hp=1.0 - h)
+def _press(panel, moves) -> dict:
+    """Set the controls, press Retrain; seconds until the first live curve (None when
+    none was drawn) and until the result is shown."""
+    first_curve = []
+
+    def watch(change):
+        shown = change["new"]
+        if not first_curve and any("image/png" in o.get("data", {}) for o in shown) and \
+                any(o.get("text", "").startswith("Training now: epoch") for o in shown):
+            first_curve.append(time.perf_counter() - start)
+
+    for name, value in moves:
+        panel.controls[name].value = value
+    panel.out.observe(watch, names="outputs")
     start = time.perf_counter()
-    train(student, data.X_train, data.y_train, loss, teacher,
-          num_epochs=settings.epochs_student, lr=settings.lr_student,
-          weight_decay=settings.weight_decay_student, batch_size=settings.batch_size,
-          seed=seed, progress=False)
+    panel.controls["retrain"].click()
     seconds = time.perf_counter() - start
-    return seconds, evaluate(student, data.X_test, data.y_test)["mse"]
+    panel.out.unobserve(watch, names="outputs")
+    text = widgets.output_text(panel.out)
+    if "test MSE" not in text:
+        raise RuntimeError(f"the widget showed no result: {text[:200]}")
+    return {"seconds": seconds, "first_curve": first_curve[0] if first_curve else None,
+            "looked_up": "Looked up" in text}
 
 
-def time_retrains(teacher, data, settings, hard_weights, repeats: int = 3,
-                  warmup: bool = True) -> dict:
-    """``{h: [seconds per repeat]}`` plus the test MSEs; one untimed warm-up first."""
-    if warmup:
-        retrain_once(teacher, data, settings, hard_weights[0])
-    seconds, mse = {}, {}
-    for h in hard_weights:
-        runs = [retrain_once(teacher, data, settings, h, seed=r) for r in range(repeats)]
-        seconds[h] = [s for s, _ in runs]
-        mse[h] = [m for _, m in runs]
-    return {"seconds": seconds, "mse": mse}
+def measure(settings, teacher_cache, repeats: int = 3) -> dict:
+    """Every timing, for both widgets; ``teacher_cache`` holds (or receives) run 1's expert."""
+    source = Experiment(settings, cache=teacher_cache, progress=False)
+    start = time.perf_counter()
+    source.teachers("expert")
+    teacher_seconds = time.perf_counter() - start
+    expert_file = source.cache.path("expert-run0", source.teacher_key("expert", 0))
+    out = {"teacher_seconds": teacher_seconds, "prepare": {}, "prepared": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        if expert_file.exists():  # a cache that could not be written leaves none
+            shutil.copy(expert_file, Path(folder) / expert_file.name)
+        exp = Experiment(settings, cache=folder, progress=False)
+        exp.teachers("expert")
+        for name in EXPLORERS:
+            start = time.perf_counter()
+            exp.slider_grid(name)
+            out["prepare"][name] = time.perf_counter() - start
+        for name, explorer in EXPLORERS.items():
+            panel = explorer(exp, stages=[])
+            presses = [_press(panel, PREPARED_MOVES[name]) for _ in range(repeats)]
+            if not all(p["looked_up"] for p in presses):
+                raise RuntimeError(f"{name}: a prepared position was trained, not looked up")
+            out["prepared"][name] = [p["seconds"] for p in presses]
+        panel = widgets.lgr_explorer(exp, stages=[])
+        presses = [_press(panel, OFF_GRID_MOVES) for _ in range(repeats)]
+        if any(p["looked_up"] for p in presses):
+            raise RuntimeError("the off-grid position was looked up: choose another")
+        out["off_grid"] = {"first_curve": [p["first_curve"] for p in presses],
+                           "seconds": [p["seconds"] for p in presses]}
+    return out
+
+
+def _spread(values) -> str:
+    return (f"median {statistics.median(values):.2f} s "
+            f"(min {min(values):.2f}, max {max(values):.2f})")
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hard", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9],
-                   help="hard-loss weights h to retrain with (hp = 1 - h)")
-    p.add_argument("--repeats", type=int, default=3, help="timed retrains per h")
+    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--repeats", type=int, default=3, help="presses per timed case")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--cache", default=None,
+                   help="where run 1's expert teacher is cached (default: kdteach's folder)")
     args = p.parse_args(argv)
-    if args.repeats < 1 or not all(0.0 <= h <= 1.0 for h in args.hard):
-        p.error("--repeats must be >= 1 and every --hard weight in [0, 1]")
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    settings = get_settings("quick", device=args.device)
-    exp = Experiment(settings, cache=False, progress=False)
-    start = time.perf_counter()
-    teacher = exp.teachers("expert")[0]
-    teacher_seconds = time.perf_counter() - start
-    data = exp.data
+    settings = get_settings(args.profile, device=args.device, n_runs=1)
 
     load_before = os.getloadavg()
-    result = time_retrains(teacher, data, settings, args.hard, args.repeats)
+    result = measure(settings, args.cache if args.cache else True, args.repeats)
     load_after = os.getloadavg()
 
-    print(f"widget retrain: one student, {settings.epochs_student} epochs (quick profile), "
-          f"batch {settings.batch_size}, from run 0's expert teacher "
-          f"(trained once in {teacher_seconds:.1f} s, not timed), device {args.device}")
-    print(f"{'h (hard)':>9}{'hp':>6}{'median s':>10}{'min s':>8}{'max s':>8}{'test MSE':>10}")
-    for h in args.hard:
-        s = result["seconds"][h]
-        print(f"{h:>9g}{1 - h:>6g}{statistics.median(s):>10.2f}{min(s):>8.2f}{max(s):>8.2f}"
-              f"{statistics.mean(result['mse'][h]):>10.4f}")
-    every = [x for s in result["seconds"].values() for x in s]
-    median = statistics.median(every)
-    verdict = "meets" if median <= TARGET_SECONDS else "misses"
-    print(f"median seconds per retrain: {median:.2f} over {len(every)} retrains "
-          f"({verdict} the {TARGET_SECONDS:g} s slider target)")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"CPUs {os.cpu_count()}")
+    print(f"lesson widgets, {args.profile} profile: {settings.epochs_student} student epochs, "
+          f"batch {settings.batch_size}, run 1's expert (ready in "
+          f"{result['teacher_seconds']:.1f} s, not timed), device {args.device}")
+    for name in EXPLORERS:
+        print(f"{name:>8}: prepare {result['prepare'][name]:.1f} s once; a prepared position "
+              f"{_spread(result['prepared'][name])}")
+    off = result["off_grid"]
+    firsts = [x for x in off["first_curve"] if x is not None]
+    first = _spread(firsts) if firsts else "never drawn"
+    print(f"off the grid (lgr, hard 0.3): first live curve {first}; "
+          f"result {_spread(off['seconds'])}")
+    worst = max(max(v) for v in result["prepared"].values())
+    verdict = "meets" if worst <= TARGET_SECONDS else "misses"
+    print(f"slowest prepared position {worst:.2f} s ({verdict} the {TARGET_SECONDS:g} s target)")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPUs {os.cpu_count()}")
     print(f"load average (1/5/15 min) before {[round(x, 2) for x in load_before]}, "
           f"after {[round(x, 2) for x in load_after]}")
-    return {"median_seconds": median, "teacher_seconds": teacher_seconds, **result}
+    return result
 
 
 if __name__ == "__main__":

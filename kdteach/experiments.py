@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import slider_grid
 from .cache import as_cache
 from .config import Settings, get_settings
 from .data import Dataset, dataset_for, fresh_inputs, validation_split
@@ -54,7 +55,7 @@ from .naming import (
     run_label,
 )
 from .stats import PairedTest, paired_test, summary_table
-from .train import evaluate, train, train_many
+from .train import HELDOUT, evaluate, train, train_many
 
 __all__ = [
     "DISTILLED", "DISTILLED_EXPERT", "DISTILLED_REGULARISED", "EXPERT", "FRESH", "HP_ONLY",
@@ -246,6 +247,7 @@ class Experiment:
         self._teacher_histories: dict = {}
         self._stages: dict = {}
         self.best_epochs: dict = {}  # {stage: {student: [best epoch per run]}}
+        self._slider_grids: dict = {}  # {(grid name, run): prepared payload}
 
     # -- building blocks ---------------------------------------------------
 
@@ -901,10 +903,21 @@ class Experiment:
 
     def retrain_student(self, weights: dict, run: int = 0, teacher: str = "expert",
                         epochs: int | None = None, batch_size: int | None = None,
-                        progress: bool | None = None) -> dict:
+                        progress: bool | None = None, engine: str = "loop",
+                        on_epoch=None) -> dict:
         """Train one student of run ``run`` from its shared initial weights with the loss
         ``weights`` (``hard``, ``hp``, ``gr``), distilled from that run's cached ``teacher``,
-        using the readable one-model loop.
+        using the readable one-model loop (``engine="loop"``, :func:`~kdteach.train.train`)
+        or the stacked engine (``engine="stacked"``, :func:`~kdteach.train.train_many`, the
+        engine of the stages and of the prepared slider grids). The stacked engine trains
+        the student beside an identical twin, because a stack of one takes other matmul
+        kernels than a stack of several, whose sums round differently: with the twin, a
+        student trained now agrees with the one :meth:`prepared_student` looks up to
+        about 1e-7 after a dozen epochs (bit for bit where the stacks are small), without
+        it only to about 1e-3. Over hundreds of epochs even 1e-7 can grow into a visible
+        difference, as between the two engines (notebook 03, section 4).
+        ``on_epoch(epoch, history)`` is called after every epoch (the history holds the
+        twin as a second column).
 
         ``epochs`` and ``batch_size`` default to the profile's; 0 epochs is allowed (the
         untrained student). Raises ValueError for what cannot be trained (every weight 0,
@@ -912,8 +925,11 @@ class Experiment:
 
         Returns a dict: ``weights``, ``teacher``, ``epochs``, ``batch_size``, ``run``,
         ``role`` (the stage student it matches, if any), ``mse``, ``r2`` (test set),
-        ``net`` and ``history`` (a long DataFrame of the loss terms and the test MSE).
+        ``net``, ``history`` (a long DataFrame of the loss terms and the test MSE) and
+        ``source`` (``"trained now"``).
         """
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         s = self.settings
         epochs = s.epochs_student if epochs is None else epochs
         if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
@@ -929,20 +945,164 @@ class Experiment:
         teacher_net = self.teachers(teacher)[run] if loss.needs_teacher else None
         net = initial_student(run, s.n_features).to(self.device)
         batch_size = s.batch_size if batch_size is None else batch_size
-        history = train(
-            net, self.data.X_train, self.data.y_train, loss, teacher_net,
-            num_epochs=int(epochs), lr=s.lr_student, weight_decay=s.weight_decay_student,
-            batch_size=batch_size, seed=shuffle_seed(run, role), heldout=self.heldout,
-            progress=self.progress if progress is None else progress, desc=f"{loss!r}",
-        )
+        common = dict(num_epochs=int(epochs), lr=s.lr_student,
+                      weight_decay=s.weight_decay_student, batch_size=batch_size,
+                      heldout=self.heldout, on_epoch=on_epoch,
+                      progress=self.progress if progress is None else progress,
+                      desc=f"{loss!r}")
+        if engine == "loop":
+            history = train(net, self.data.X_train, self.data.y_train, loss, teacher_net,
+                            seed=shuffle_seed(run, role), **common)
+        else:  # a stack of two twins: one model alone would take another matmul kernel
+            (net, _), history = train_many(
+                [net, net], self.data.X_train, self.data.y_train, [loss] * 2,
+                [teacher_net] * 2, seeds=[shuffle_seed(run, role)] * 2,
+                labels=[f"{loss!r}", "twin"], **common)
         scores = evaluate(net, self.data.X_test, self.data.y_test)
-        frame = history.to_frame().drop(columns="model")
+        frame = history.to_frame()
+        frame = frame[frame["model"] == history.labels[0]].drop(columns="model")
+        frame = frame.reset_index(drop=True)
         frame.insert(0, "run", run + 1)
-        shown = ("hard", "hp", "gr") + tuple(t for t in ("jac", "feat") if t in loss.weights)
-        return {"weights": {t: float(loss.weights.get(t, 0.0)) for t in shown},
-                "teacher": teacher if loss.needs_teacher else None, "epochs": int(epochs),
-                "batch_size": batch_size, "run": run, "role": role, "mse": scores["mse"],
-                "r2": scores["r2"], "net": net, "history": frame}
+        return {"weights": _shown_weights(loss), "teacher": teacher if loss.needs_teacher else None,
+                "epochs": int(epochs), "batch_size": batch_size, "run": run, "role": role,
+                "mse": scores["mse"], "r2": scores["r2"], "net": net, "history": frame,
+                "source": TRAINED_NOW}
+
+    # -- the widgets' prepared students -------------------------------------------
+
+    def slider_grid_key(self, name: str, run: int = 0) -> dict:
+        s = self.settings
+        groups = slider_grid.groups(name, s)
+        return {
+            "what": f"slider-grid-{name}", "run": run, "engine": "stacked",
+            "groups": [(g.batch_size, g.epochs, g.snapshots, list(g.weights)) for g in groups],
+            "lr": s.lr_student, "weight_decay": s.weight_decay_student,
+            "teacher": self.teacher_key("expert", run), **self._data_key(),
+        }
+
+    def slider_grid(self, name: str, run: int = 0) -> dict:
+        """The prepared students of a widget's sliders (``"retrain"``: notebook 03's
+        :func:`~kdteach.widgets.retrain_explorer`; ``"lgr"``: notebook 04's
+        :func:`~kdteach.widgets.lgr_explorer`) for run ``run``, from run ``run``'s expert:
+        loaded from the cache, else trained (each group of
+        :func:`kdteach.slider_grid.groups` in one stacked training, with snapshots at
+        every epochs-slider position) and stored.
+
+        Every student sees the batches :meth:`retrain_student` would give it (the same
+        role, hence the same shuffle seed), so a looked-up student is the one
+        ``retrain_student(..., engine="stacked")`` trains (see :meth:`prepared_student`).
+
+        Returns the payload: ``{"entries": [...]}``, one entry per student with its
+        ``weights``, ``batch_size``, ``role``, ``snapshots`` (epochs), ``states`` (one
+        state_dict per snapshot), ``mse`` and ``r2`` (test set, per snapshot) and
+        ``history`` (``{term: tensor of one value per epoch}``).
+        """
+        if not (isinstance(run, int) and 0 <= run < self.settings.n_runs):
+            raise ValueError(f"run must be an index 0..{self.settings.n_runs - 1}, got {run!r}")
+        key = self.slider_grid_key(name, run)
+        if (name, run) not in self._slider_grids:
+            self._slider_grids[(name, run)] = self.cache.load_or_build(
+                f"slider-grid-{name}-run{run}", key, lambda: self._train_slider_grid(name, run))
+        return self._slider_grids[(name, run)]
+
+    def _train_slider_grid(self, name: str, run: int) -> dict:
+        s = self.settings
+        expert = self.teachers("expert")[run]
+        entries = []
+        for group in slider_grid.groups(name, s):
+            losses = [DistillationLoss.from_weights(w) for w in group.weights]
+            roles = [self.role(loss, "expert") for loss in losses]
+            trained, history = train_many(
+                [initial_student(run, s.n_features).to(self.device) for _ in losses],
+                self.data.X_train, self.data.y_train, losses,
+                [expert if loss.needs_teacher else None for loss in losses],
+                num_epochs=group.epochs, lr=s.lr_student, weight_decay=s.weight_decay_student,
+                batch_size=group.batch_size, seeds=[shuffle_seed(run, r) for r in roles],
+                labels=[f"{loss!r}" for loss in losses], heldout=self.heldout,
+                snapshot_epochs=group.snapshots, progress=self.progress,
+                desc=f"slider grid: {len(losses)} students, batch {group.batch_size}")
+            for m, (loss, role) in enumerate(zip(losses, roles)):
+                states = [history.snapshots[e][m] for e in group.snapshots]
+                scores = [self._score_state(state) for state in states]
+                terms = [*loss.terms, "total"]
+                curves = {t: torch.tensor(np.array([v[m] for v in history.epochs[t]]),
+                                          dtype=torch.float64) for t in terms}
+                curves[HELDOUT] = torch.tensor(np.array([v[m] for v in history.heldout]),
+                                               dtype=torch.float64)
+                entries.append({
+                    "weights": _shown_weights(loss), "batch_size": group.batch_size,
+                    "role": role, "snapshots": group.snapshots, "states": states,
+                    "mse": [x["mse"] for x in scores], "r2": [x["r2"] for x in scores],
+                    "history": curves,
+                })
+        return {"entries": entries}
+
+    def _score_state(self, state: dict) -> dict:
+        net = StudentNet(self.settings.n_features).to(self.device)
+        net.load_state_dict(state)
+        return evaluate(net, self.data.X_test, self.data.y_test)
+
+    def prepared_student(self, name: str, weights: dict, run: int = 0,
+                         epochs: int | None = None, batch_size: int | None = None
+                         ) -> dict | None:
+        """The student of the prepared grid ``name`` with these loss ``weights``, epochs
+        and batch size (defaults: the profile's), distilled from run ``run``'s expert, in
+        the dict :meth:`retrain_student` returns, with ``source`` ``"prepared"``; None
+        when the grid has no such student or has not been prepared (:meth:`slider_grid`
+        is never started from here: preparing is announced, never a surprise).
+
+        Raises ValueError for weights that cannot be trained, like
+        :meth:`retrain_student`. The looked-up student is the one
+        ``retrain_student(..., engine="stacked")`` trains, up to the rounding of the
+        batched matrix products (see there).
+        """
+        loss = DistillationLoss.from_weights(weights)  # ValueError for impossible weights
+        s = self.settings
+        epochs = s.epochs_student if epochs is None else epochs
+        batch_size = s.batch_size if batch_size is None else batch_size
+        grid = self._slider_grids.get((name, run))
+        if grid is None:
+            if name not in slider_grid.GRIDS or not (isinstance(run, int)
+                                                     and 0 <= run < s.n_runs):
+                return None
+            grid = self.cache.load(f"slider-grid-{name}-run{run}",
+                                   self.slider_grid_key(name, run))
+            if grid is None:
+                return None
+            self._slider_grids[(name, run)] = grid
+        wanted = slider_grid.weights_key(loss.weights)
+        for entry in grid["entries"]:
+            if (entry["batch_size"] == batch_size and epochs in entry["snapshots"]
+                    and slider_grid.weights_key(entry["weights"]) == wanted):
+                return self._prepared_result(entry, run, int(epochs))
+        return None
+
+    def _prepared_result(self, entry: dict, run: int, epochs: int) -> dict:
+        i = entry["snapshots"].index(epochs)
+        net = StudentNet(self.settings.n_features).to(self.device)
+        net.load_state_dict(entry["states"][i])
+        net.eval()
+        frames = [pd.DataFrame({"run": run + 1, "epoch": np.arange(1, epochs + 1), "term": term,
+                                "loss": values[:epochs].numpy()})
+                  for term, values in entry["history"].items()]
+        weights = dict(entry["weights"])
+        loss = DistillationLoss.from_weights(weights)
+        return {"weights": weights, "teacher": "expert" if loss.needs_teacher else None,
+                "epochs": epochs, "batch_size": entry["batch_size"], "run": run,
+                "role": entry["role"], "mse": entry["mse"][i], "r2": entry["r2"][i],
+                "net": net, "history": pd.concat(frames, ignore_index=True),
+                "source": PREPARED}
+
+
+ENGINES = ("loop", "stacked")
+TRAINED_NOW = "trained now"  # a retrained student's ``source``
+PREPARED = "prepared"  # a student looked up in a prepared slider grid
+
+
+def _shown_weights(loss: DistillationLoss) -> dict:
+    """The weights a retrained student reports: hard, hp and gr always, jac/feat if used."""
+    shown = ("hard", "hp", "gr") + tuple(t for t in ("jac", "feat") if t in loss.weights)
+    return {t: float(loss.weights.get(t, 0.0)) for t in shown}
 
 
 def last_epoch(history: pd.DataFrame) -> pd.DataFrame:

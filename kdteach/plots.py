@@ -269,6 +269,7 @@ def loss_curves(history, model: str | None = None, run: int | None = None,
     of the total the optimiser sees.
     """
     frame = _history_frame(history)
+    own_figure = ax is None
     fig, ax = _figure_and_axes(ax)
     if "model" in frame and frame["model"].nunique() > 1:
         if model is None:
@@ -291,15 +292,17 @@ def loss_curves(history, model: str | None = None, run: int | None = None,
         ax.text(0.5, 0.5, "no epochs trained: nothing to plot", ha="center", va="center",
                 transform=ax.transAxes)
     else:
+        several_runs = "run" in frame and frame["run"].nunique() > 1
         sns.lineplot(data=frame, x="epoch", y="loss", hue="term", palette=palette,
-                     errorbar=("pi", 100), ax=ax)
+                     errorbar=("pi", 100) if several_runs else None, ax=ax)
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     what = "weighted loss terms (weight × term)" if weights is not None else "loss terms"
     ax.set_title(f"Training {what} per epoch (log scale)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean loss over the epoch's batches")
-    fig.tight_layout()
+    if own_figure:  # a caller that passes its axes lays out its own figure, once
+        fig.tight_layout()
     return fig
 
 
@@ -417,6 +420,26 @@ def retrained_student(net, data, scores: dict, label: str, history=None):
     else:
         residuals(net, data, ax=axes[1], label=label, color=color(label))
     mse_bars(scores, highlight=label, ax=axes[2])
+    fig.tight_layout()
+    return fig
+
+
+def live_training(total: list, heldout: list, num_epochs: int):
+    """A training in progress: its total loss and test MSE per epoch so far, on an x-axis
+    that already spans all ``num_epochs`` (log scale). Small and plain, so it can be
+    redrawn every few epochs."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    epochs = np.arange(1, len(total) + 1)
+    ax.plot(epochs, total, color=TERM_COLORS.get("total", "black"), label="training loss (total)")
+    if heldout:
+        ax.plot(epochs, heldout, color="gray", linestyle="--", label="test MSE")
+    ax.set_xlim(0, max(num_epochs, 1))
+    values = [v for v in (*total, *heldout) if np.isfinite(v) and v > 0]
+    if values:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title(f"Training now: epoch {len(total)} of {num_epochs}", fontsize="medium")
+    ax.legend(fontsize="small", loc="upper right")
     fig.tight_layout()
     return fig
 

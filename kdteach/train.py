@@ -209,6 +209,8 @@ class History:
         # L_FEAT's trained adapter per model (None for a model without L_FEAT); for
         # inspection only: the adapter is not part of the student
         self.adapters: list = [None] * len(self.labels)
+        # {epoch: [state_dict per model]}, when snapshot_epochs= asked for copies
+        self.snapshots: dict[int, list[dict]] = {}
         self._sums = None
         self._count = 0
 
@@ -399,6 +401,26 @@ def _forward(model, adapter, X: torch.Tensor):
     return pred, adapter(features[-1])
 
 
+def _check_snapshots(snapshot_epochs, num_epochs, val) -> list[int]:
+    """The epochs (0 = the initial weights) at which to keep a copy of the weights."""
+    if snapshot_epochs is None:
+        return []
+    epochs = sorted(set(snapshot_epochs))
+    if not all(isinstance(e, int) and not isinstance(e, bool) and 0 <= e <= num_epochs
+               for e in epochs):
+        raise ValueError(f"snapshot_epochs must be whole numbers in 0..{num_epochs} "
+                         f"(num_epochs), got {list(snapshot_epochs)!r}")
+    if val is not None and epochs:
+        raise ValueError("snapshot_epochs cannot be combined with early stopping (val=): "
+                         "the weights handed back are the best epoch's, not the last's")
+    return epochs
+
+
+def _states(nets) -> list[dict]:
+    """A detached CPU copy of each network's weights."""
+    return [{k: v.detach().cpu().clone() for k, v in net.state_dict().items()} for net in nets]
+
+
 # ---------------------------------------------------------------- one model
 
 
@@ -420,6 +442,8 @@ def train(
     progress: bool = True,
     desc: str = "training",
     leave: bool = False,
+    on_epoch=None,
+    snapshot_epochs=None,
 ) -> History:
     """Train ``net`` in place on ``(X, y)``; the loss decides what kind of training it is.
 
@@ -443,6 +467,12 @@ def train(
     (``history.stopped_epoch``); with ``patience=None`` every epoch is trained and the
     best is still restored. The returned weights are bit for bit those of training for
     ``best_epoch`` epochs. ``val`` decides; ``heldout`` only looks.
+
+    Watching a training: ``on_epoch(epoch, history)`` is called after every epoch (1-based),
+    once that epoch's losses and held-out MSE are recorded. ``snapshot_epochs=[...]`` keeps
+    a copy of the weights after each of those epochs (0: the initial weights) in
+    ``history.snapshots`` (``{epoch: [state_dict]}``); the copy after epoch e is bit for bit
+    the result of training for e epochs. Neither changes the training.
     """
     loss = loss or DistillationLoss(hard=1.0)
     check_data(X, y, net)
@@ -450,6 +480,7 @@ def train(
         check_data(*heldout, net, name="held-out")
     _check_val(val, patience, [net], [loss])
     _check_training_args(num_epochs, lr, batch_size, len(X))
+    snapshots = _check_snapshots(snapshot_epochs, num_epochs, val)
     if loss.needs_teacher and teacher is None:
         raise ValueError(f"{loss!r} uses the teacher: pass teacher=...")
     targets = _targets_for(loss, teacher, X, y) if loss.needs_teacher else None
@@ -466,6 +497,8 @@ def train(
     if val is not None:
         stopping = EarlyStopping([t[None] for t in net.state_dict().values()], patience, [desc])
 
+    if 0 in snapshots:
+        history.snapshots[0] = _states([net])
     net.train()
     for epoch in trange(1, num_epochs + 1, desc=desc, leave=leave, disable=not progress):
         for idx in batch_indices(len(X), batch_size, [generator], X.device):
@@ -487,6 +520,10 @@ def train(
             stopping.update(epoch, value)
         if heldout is not None:
             history.add_heldout(heldout_mse(net, *heldout))
+        if epoch in snapshots:
+            history.snapshots[epoch] = _states([net])
+        if on_epoch is not None:
+            on_epoch(epoch, history)
         if stopping is not None and not stopping.active[0]:
             break
     history.stopped_epoch = np.array([len(history)])
@@ -522,6 +559,8 @@ def train_many(
     desc: str = "training",
     leave: bool = False,
     fused: bool = True,
+    on_epoch=None,
+    snapshot_epochs=None,
 ) -> tuple[list, History]:
     """Train M networks of one architecture at once; each keeps its own initial weights,
     its own loss weights, its own teacher and its own shuffle (``seeds[m]``).
@@ -537,6 +576,9 @@ def train_many(
     out is carried along until every network has stopped or the epochs run out: for it,
     "stopped" means "its best is fixed"; its later epochs are NaN in the history and
     never returned. The epochs run are the largest ``stopped_epoch``.
+
+    ``on_epoch(epoch, history)`` and ``snapshot_epochs`` as in :func:`train`; a snapshot
+    holds one state_dict per network, in the order of ``nets``.
     """
     M = len(nets)
     losses = losses or [DistillationLoss(hard=1.0)] * M
@@ -551,6 +593,7 @@ def train_many(
             check_data(*heldout, net, name="held-out")
     _check_val(val, patience, nets, losses)
     _check_training_args(num_epochs, lr, batch_size, len(X))
+    snapshots = _check_snapshots(snapshot_epochs, num_epochs, val)
     for loss, teacher, label in zip(losses, teachers, labels):
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"{label}: {loss!r} uses the teacher: pass its teacher")
@@ -599,6 +642,8 @@ def train_many(
     stopping = (EarlyStopping(list(stack.parameters()), patience, labels)
                 if val is not None else None)
 
+    if 0 in snapshots:
+        history.snapshots[0] = _states(nets)
     stack.train()
     try:
         for epoch in trange(1, num_epochs + 1, desc=desc, leave=leave, disable=not progress):
@@ -610,8 +655,8 @@ def train_many(
                     X_batch.requires_grad_(True)
                 optimizer.zero_grad()
                 pred, adapted = _forward(stack, adapters, X_batch)
-                term_values = union.compute_terms(pred, y_batch, X_batch, adapted_features=adapted,
-                                                  **teacher_batch)
+                term_values = union.compute_terms(pred, y_batch, X_batch,
+                                                  adapted_features=adapted, **teacher_batch)
                 per_model = sum(weights[t] * v for t, v in term_values.items())
                 per_model.sum().backward()
                 optimizer.step()
@@ -623,6 +668,10 @@ def train_many(
                 stopping.update(epoch, value)
             if heldout is not None:
                 history.add_heldout(heldout_mse(stack, *heldout), active)
+            if epoch in snapshots:
+                history.snapshots[epoch] = _states(stack.to_models(like=nets))
+            if on_epoch is not None:
+                on_epoch(epoch, history)
             if stopping is not None and not stopping.active.any():
                 break
     finally:

@@ -9,9 +9,15 @@ area (``panel.out``), so a test can drive it without a browser::
     panel.controls["retrain"].click()
     print(output_text(panel.out))
 
-Retraining is synchronous: :meth:`kdteach.experiments.Experiment.retrain_student` runs
-the readable one-model loop, :func:`kdteach.train.train`, with its progress bar, and owns
-the run and shuffle bookkeeping; the widgets here only read controls and show results.
+Retrain first looks the student up among those the notebook prepared
+(:meth:`kdteach.experiments.Experiment.prepared_student`: every position of the widget's
+main slider and of the epochs slider, trained in advance by
+:meth:`~kdteach.experiments.Experiment.slider_grid`), which answers at once. Anything else
+is trained now, synchronously, by
+:meth:`~kdteach.experiments.Experiment.retrain_student` with the stacked engine, its loss
+curve drawn live as it trains. The output says which of the two it was. The experiment
+owns the run, shuffle and cache bookkeeping; the widgets only read controls and show
+results.
 Impossible choices (every loss weight 0, say) are reported in the output area as a
 sentence, never as a traceback.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 import base64
 import io
 import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 
 import ipywidgets as widgets
@@ -28,8 +35,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import plots
+from . import plots, slider_grid
 from .config import get_settings
+from .experiments import PREPARED, TRAINED_NOW
 from .naming import DISTILLED_EXPERT, LGR, SCRATCH, YOURS, run_label
 from .train import evaluate
 
@@ -243,6 +251,13 @@ def reference_scores(stages, names=None, run: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "mean MSE", column])
 
 
+SOURCE_LINES = {
+    PREPARED: "Looked up: this student was trained in advance, when the notebook prepared "
+              "the sliders' grid.",
+    TRAINED_NOW: "Trained now: this combination is not among the prepared students.",
+}
+
+
 def _describe(result: dict, references: pd.DataFrame) -> str:
     w = result["weights"]
     weights = " · ".join(f"{t} {w[t]:g}" for t in ("hard", "hp", "gr") if w.get(t))
@@ -250,6 +265,7 @@ def _describe(result: dict, references: pd.DataFrame) -> str:
         *_notes(w, result["epochs"]),
         f"{YOURS} ({run_label(result['run'])}, {weights}, {result['epochs']} epochs, "
         f"batch {result['batch_size']}): test MSE {result['mse']:.4f}, R² {result['r2']:.3f}",
+        SOURCE_LINES[result["source"]],
     ]
     if result["role"] in set(references["model"]):
         lines.append(f"(Same loss, teacher and batches as {result['role']}.)")
@@ -259,15 +275,51 @@ def _describe(result: dict, references: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _retrain_and_show(out, exp, references, run, curves: bool, weights: dict,
-                      **kwargs) -> dict | None:
-    """Retrain (progress bar in ``out`` in a notebook), then show the result or the reason
-    it could not be trained. Returns the result, or None."""
-    show(out, "Training…")
+LIVE_REFRESH_S = 0.5  # a live curve is redrawn at most this often (and after epoch 1)
+
+
+class LiveCurve:
+    """An ``on_epoch`` callback that draws the training's loss and test MSE so far into
+    an output area: after the first epoch, then at most every :data:`LIVE_REFRESH_S`
+    seconds (a figure costs a few hundredths of a second; the last epoch is left to the
+    final figure). ``drawn`` counts the figures shown."""
+
+    def __init__(self, out: widgets.Output, num_epochs: int):
+        self.out = out
+        self.num_epochs = num_epochs
+        self.drawn = 0
+        self._last = 0.0
+
+    def __call__(self, epoch: int, history) -> None:
+        if epoch == self.num_epochs:
+            return
+        now = time.perf_counter()
+        if self.drawn and now - self._last < LIVE_REFRESH_S:
+            return
+        total = [float(v[0]) for v in history.epochs["total"]]
+        heldout = [float(v[0]) for v in history.heldout]
+        show(self.out, f"Training now: epoch {epoch} of {self.num_epochs}…",
+             plots.live_training(total, heldout, self.num_epochs))
+        self.drawn += 1
+        self._last = time.perf_counter()
+
+
+def _retrain_and_show(out, exp, references, run, curves: bool, weights: dict, grid: str,
+                      epochs: int, batch_size: int | None = None) -> dict | None:
+    """Look the student up in the prepared grid ``grid``, else train it now with the
+    stacked engine, its loss curve drawn live in ``out``; then show the result or the
+    reason it could not be trained. Returns the result, or None."""
     problem = None
     with out:  # in a kernel this swallows exceptions (printing a traceback): catch inside
         try:
-            result = exp.retrain_student(weights, run=run, **kwargs)
+            result = exp.prepared_student(grid, weights, run=run, epochs=epochs,
+                                          batch_size=batch_size)
+            if result is None:
+                show(out, "Training now…")
+                result = exp.retrain_student(weights, run=run, teacher="expert",
+                                             epochs=epochs, batch_size=batch_size,
+                                             engine="stacked", progress=False,
+                                             on_epoch=LiveCurve(out, epochs))
         except (ValueError, FloatingPointError) as exc:
             problem = exc
     if problem is not None:
@@ -284,14 +336,16 @@ def _retrain_and_show(out, exp, references, run, curves: bool, weights: dict,
 
 
 def _epochs_slider(settings) -> widgets.IntSlider:
-    return widgets.IntSlider(value=settings.epochs_student, min=0,
-                             max=max(2 * settings.epochs_student, 10), description="epochs",
-                             continuous_update=False)
+    """Every position is a snapshot of the prepared grids (see kdteach.slider_grid)."""
+    step, maximum = slider_grid.epochs_range(settings)
+    return widgets.IntSlider(value=settings.epochs_student, min=0, max=maximum, step=step,
+                             description="epochs", continuous_update=False)
 
 
 def _weight_slider(name: str, value: float) -> widgets.FloatSlider:
-    return widgets.FloatSlider(value=value, min=0.0, max=1.0, step=0.05, description=name,
-                               readout_format=".2f", continuous_update=False)
+    return widgets.FloatSlider(value=value, min=0.0, max=1.0, step=slider_grid.HARD_STEP,
+                               description=name, readout_format=".2f",
+                               continuous_update=False)
 
 
 def _retrain_button() -> widgets.Button:
@@ -327,7 +381,7 @@ def retrain_explorer(exp, stages=None, run: int = 0) -> Panel:
     def on_click(_):
         _retrain_and_show(out, exp, references, run, curves=False,
                           weights={"hard": hard.value, "hp": round(1.0 - hard.value, 10)},
-                          teacher="expert", epochs=epochs.value)
+                          grid="retrain", epochs=epochs.value)
 
     hard.observe(follow, names="value")
     button.on_click(on_click)
@@ -354,7 +408,8 @@ def lgr_explorer(exp, stages=None, run: int = 0) -> Panel:
     references = reference_scores(stages, names, run)
 
     w = s.gr_weights
-    gr = widgets.FloatLogSlider(value=w.get("gr", 0.3), base=10, min=-3, max=4, step=0.25,
+    gr = widgets.FloatLogSlider(value=w.get("gr", 0.3), base=10, min=slider_grid.GR_LOG_MIN,
+                                max=slider_grid.GR_LOG_MAX, step=slider_grid.GR_LOG_STEP,
                                 description="L_GR", readout_format=".3g",
                                 continuous_update=False)
     use_gr = widgets.Checkbox(value=True, description="use L_GR", indent=False)
@@ -371,7 +426,7 @@ def lgr_explorer(exp, stages=None, run: int = 0) -> Panel:
         _retrain_and_show(out, exp, references, run, curves=True,
                           weights={"hard": hard.value, "hp": hp.value,
                                    "gr": gr.value if use_gr.value else 0.0},
-                          teacher="expert", epochs=epochs.value, batch_size=batch.value)
+                          grid="lgr", epochs=epochs.value, batch_size=batch.value)
 
     button.on_click(on_click)
     controls = {"gr": gr, "use_gr": use_gr, "hard": hard, "hp": hp, "batch_size": batch,

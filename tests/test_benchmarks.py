@@ -171,15 +171,16 @@ def test_cuda_without_a_gpu_is_a_clear_error(original_protocol, monkeypatch, cap
     assert "--device cuda: this PyTorch sees no CUDA GPU" in capsys.readouterr().err
 
 
-def test_widget_retrain_times_each_weight():
+def test_widget_retrain_times_preparing_looking_up_and_training_live(tmp_path, capsys):
     widget = load("widget_retrain")
-    settings = get_settings("quick", device="cpu", epochs_student=1)
-    data = make_dataset()
-    teacher = ExpertTeacherNet().eval()
-    result = widget.time_retrains(teacher, data, settings, [0.2, 0.8], repeats=1, warmup=False)
-    assert set(result["seconds"]) == {0.2, 0.8}
-    assert all(s[0] > 0 for s in result["seconds"].values())
-    assert all(math.isfinite(m[0]) for m in result["mse"].values())
+    settings = get_settings("quick", device="cpu", n_runs=1, epochs_teacher=1, epochs_student=2)
+    result = widget.measure(settings, tmp_path, repeats=1)
+    assert set(result["prepare"]) == set(result["prepared"]) == {"retrain", "lgr"}
+    assert all(s > 0 for s in result["prepare"].values())
+    assert all(len(s) == 1 and s[0] > 0 for s in result["prepared"].values())
+    off = result["off_grid"]
+    assert 0 < off["first_curve"][0] < off["seconds"][0]  # the curve came before the result
+    assert capsys.readouterr().out == ""  # measuring prints nothing; main() prints
 
 
 def test_step_rates_count_three_products_per_layer_and_report_every_kind(tmp_path):

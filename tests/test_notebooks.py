@@ -86,7 +86,7 @@ def test_ends_with_takeaways_and_try_it_prompts_with_answers(nb):
 
 TRAINING_CALL = re.compile(
     r"\.(standard_teacher|expert_teacher|grid_search|gradient_regularisation|"
-    r"fresh_inputs_stage|expert_ablation|model_selection|retrain_student)\(|"
+    r"fresh_inputs_stage|expert_ablation|model_selection|retrain_student|slider_grid)\(|"
     r"widgets\.(retrain_explorer|lgr_explorer)\("
 )
 
