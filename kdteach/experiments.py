@@ -209,15 +209,21 @@ def _history_frame(history, keys: list[tuple[str, int]]) -> pd.DataFrame:
     return frame
 
 
+class Cancelled(Exception):
+    """A training in a second thread was asked to stop (the work it was for failed)."""
+
+
 class _Background:
-    """Run ``work()`` in a daemon thread; ``join()`` waits and re-raises its exception."""
+    """Run ``work(stop)`` in a daemon thread; ``join()`` waits and re-raises its exception;
+    ``cancel()`` sets the ``stop`` event (a training checks it after each epoch) and waits."""
 
     def __init__(self, work):
         self.error: BaseException | None = None
+        self.stop = threading.Event()
 
         def target():
             try:
-                work()
+                work(self.stop)
             except BaseException as exc:  # noqa: BLE001 -- handed to the joining thread
                 self.error = exc
 
@@ -228,6 +234,22 @@ class _Background:
         self.thread.join()
         if self.error is not None:
             raise self.error
+
+    def cancel(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _stop_when(event: threading.Event | None):
+    """An ``on_epoch`` callback that ends a training once ``event`` is set."""
+    if event is None:
+        return None
+
+    def check(epoch, history):
+        if event.is_set():
+            raise Cancelled(f"stopped after epoch {epoch}")
+
+    return check
 
 
 class Experiment:
@@ -309,9 +331,14 @@ class Experiment:
         if kind not in TEACHER_RECIPES:
             raise ValueError(f"unknown teacher kind {kind!r}; valid: {', '.join(TEACHER_RECIPES)}")
         self.data  # noqa: B018 -- built once, before a second thread reads it
-        self._teachers_pending[kind] = _Background(lambda: self._teachers_now(kind))
+        self._teachers_pending[kind] = _Background(lambda stop: self._teachers_now(kind, stop))
 
-    def _teachers_now(self, kind: str) -> list[MLP]:
+    def _cancel_background(self) -> None:
+        """Stop every training started by :meth:`teachers_in_background` and wait for it."""
+        while self._teachers_pending:
+            self._teachers_pending.popitem()[1].cancel()
+
+    def _teachers_now(self, kind: str, stop: threading.Event | None = None) -> list[MLP]:
         if kind in self._teachers:
             return self._teachers[kind]
         s, n_feat = self.settings, self.settings.n_features
@@ -343,6 +370,7 @@ class Experiment:
                 heldout=self.heldout,
                 progress=self.progress,
                 desc=f"{recipe.name} x{len(missing)} runs",
+                on_epoch=_stop_when(stop),
             )
             frame = _history_frame(history, [(recipe.name, run) for run in missing])
             for run, net in zip(missing, trained):
@@ -862,6 +890,9 @@ class Experiment:
             if "expert_teacher" in stages:
                 self.teachers_in_background("expert")
             return self._run_stages(stages)
+        except BaseException:
+            self._cancel_background()  # no training left running behind an error
+            raise
         finally:
             torch.set_num_threads(before)
 

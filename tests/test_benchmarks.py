@@ -108,7 +108,8 @@ def test_interleaved_repeats_report_medians_spreads_and_a_busy_machine(original_
     assert "Student (Distilled with L_GR)" in printed
     assert "WARNING: other processes used" in printed
     assert "during repeat 2, kdteach's grid_search" in printed
-    assert "threads: both sides in this process 1 intra-op" in printed
+    assert "threads: the original loop 1 intra-op" in printed
+    assert "kdteach as `python -m kdteach reproduce` runs" in printed
 
 
 def test_whole_processes_are_timed_beside_the_stages(original_protocol, capsys):

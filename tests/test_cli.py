@@ -202,7 +202,7 @@ def test_out_of_memory_in_training_is_one_line_and_exit_1(tmp_path, capsys, monk
 
 
 def test_out_of_memory_outside_training_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
-    def building(self):
+    def building(self, **kw):
         raise RuntimeError(CPU_FAILURE)
 
     monkeypatch.setattr(Experiment, "reproduce", building)
@@ -214,7 +214,7 @@ def test_out_of_memory_outside_training_is_one_line_and_exit_1(tmp_path, capsys,
 
 
 def test_an_error_that_is_not_about_memory_is_not_hidden(tmp_path, monkeypatch):
-    def bug(self):
+    def bug(self, **kw):
         raise RuntimeError("expected scalar type Float but found Double")
 
     monkeypatch.setattr(Experiment, "reproduce", bug)
@@ -225,7 +225,7 @@ def test_an_error_that_is_not_about_memory_is_not_hidden(tmp_path, monkeypatch):
 def test_warnings_are_one_line_on_the_command_line_only(tmp_path, monkeypatch):
     formatted = []
 
-    def warn_during_the_run(self):
+    def warn_during_the_run(self, **kw):
         formatted.append(warnings.formatwarning(
             "cache: cannot write to x (No space\nleft on device)", CacheWarning, "cache.py", 7,
             "warnings.warn(...)"))
@@ -261,8 +261,10 @@ def test_command_line_warning_is_one_line_without_source(tmp_path):
 
 
 UNDER_MEMORY_LIMIT = """
-import resource, runpy, sys
+import os, resource, runpy, sys
 import kdteach.experiments  # importing takes what it takes; the limit is on what follows
+# one core: the teachers train one kind at a time, so the refusal below is deterministic
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 with open("/proc/self/status") as f:
     used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
 limit = used + int(sys.argv.pop(1)) * 2**20
@@ -307,3 +309,14 @@ def test_the_default_profile_is_the_originals(monkeypatch, tmp_path):
     args = cli.build_parser().parse_args(["reproduce", "--out", str(tmp_path / "o")])
     settings, _ = cli.prepare(args)
     assert settings.profile == "full" and settings.epochs_teacher == 700
+
+
+def test_reproduce_overlaps_teachers_only_on_a_cpu_with_two_cores(monkeypatch):
+    from types import SimpleNamespace
+
+    cpu = SimpleNamespace(torch_device=torch.device("cpu"))
+    cuda = SimpleNamespace(torch_device=torch.device("cuda"))
+    monkeypatch.setattr(cli, "usable_cpus", lambda: 2)
+    assert cli.overlap_teachers(cpu) and not cli.overlap_teachers(cuda)
+    monkeypatch.setattr(cli, "usable_cpus", lambda: 1)
+    assert not cli.overlap_teachers(cpu)

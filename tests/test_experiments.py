@@ -430,10 +430,10 @@ def test_an_error_in_the_teachers_thread_reaches_the_caller(monkeypatch):
     exp = Experiment(tiny(), cache=False, progress=False)
     real = exp._teachers_now
 
-    def failing(kind):
+    def failing(kind, stop=None):
         if kind == "expert":
             raise RuntimeError("expert training failed")
-        return real(kind)
+        return real(kind, stop)
 
     monkeypatch.setattr(exp, "_teachers_now", failing)
     with pytest.raises(RuntimeError, match="expert training failed"):
@@ -450,3 +450,15 @@ def test_teachers_in_background_are_the_teachers_trained_in_the_foreground():
         assert close_weights(a, b, atol=0.0)
     with pytest.raises(ValueError, match="unknown teacher kind"):
         exp.teachers_in_background("giant")
+
+
+def test_an_error_in_part_1_stops_the_teachers_training_alongside(monkeypatch):
+    import threading
+
+    exp = Experiment(tiny(epochs_teacher=10_000), cache=False, progress=False)
+    monkeypatch.setattr(exp, "standard_teacher",
+                        lambda: (_ for _ in ()).throw(RuntimeError("part 1 failed")))
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        exp.reproduce(overlap_teachers=True)  # would take minutes if the experts trained on
+    assert not [t for t in threading.enumerate() if t.name == "kdteach-teachers"]
+    assert "expert" not in exp._teachers
