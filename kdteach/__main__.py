@@ -244,16 +244,11 @@ QUICK_NOTICE = ("kdteach: quick profile: 2 runs of few epochs, every model under
                 "numbers and conclusions are not the original notebook's (use --profile full)")
 
 
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what this process may use (taskset, containers)
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def overlap_teachers(settings) -> bool:
     """On a CPU with two cores or more, ``reproduce`` trains the expert teachers alongside
     part 1, one intra-op thread each (the lessons' one-thread numbers, sooner)."""
+    from .resources import usable_cpus
+
     return settings.torch_device.type == "cpu" and usable_cpus() >= 2
 
 

@@ -1,4 +1,5 @@
-"""Memory: what a stack of networks needs, what the machine has, and a clear error when it runs out.
+"""Memory: what a stack of networks needs, what the machine has, and a clear error when it runs out;
+and the CPU cores this process may use (:func:`usable_cpus`).
 
 The stacked engine trains M networks at once, so its memory grows with M (the number of
 runs times the models per run). :func:`guard_memory` wraps a training function such as
@@ -47,6 +48,19 @@ class NotEnoughMemory(MemoryError):
 
 
 # ---------------------------------------------------------------- what the machine has
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (taskset and containers included)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def has_free_core() -> bool:
+    """Whether a second thread would find a core that torch's intra-op threads leave idle."""
+    return torch.get_num_threads() < usable_cpus()
 
 
 def _meminfo_available() -> int | None:

@@ -36,7 +36,7 @@ from .losses import (
     teacher_gradient_per_sample,
     teacher_jacobian,
 )
-from .resources import guard_memory
+from .resources import guard_memory, has_free_core
 from .stacked import PrefetchedDropout, StackedLinear, StackedMLP
 
 # ---------------------------------------------------------------- checks
@@ -622,7 +622,7 @@ def train_many(
         stack.dropout_generators = [
             _generator(_seed_int(s) + DROPOUT_SEED_OFFSET, X.device) for s in seeds
         ]
-        if X.device.type == "cpu":  # draw the masks ahead, in a second thread
+        if X.device.type == "cpu" and has_free_core():  # draw the masks ahead, in a thread
             stack.dropout_supply = PrefetchedDropout(
                 stack.dropout_generators, stack.spec.dropout,
                 dropout_shapes(stack.spec, M, len(X), batch_size, num_epochs), X.device)

@@ -316,7 +316,9 @@ def test_reproduce_overlaps_teachers_only_on_a_cpu_with_two_cores(monkeypatch):
 
     cpu = SimpleNamespace(torch_device=torch.device("cpu"))
     cuda = SimpleNamespace(torch_device=torch.device("cuda"))
-    monkeypatch.setattr(cli, "usable_cpus", lambda: 2)
+    from kdteach import resources
+
+    monkeypatch.setattr(resources, "usable_cpus", lambda: 2)
     assert cli.overlap_teachers(cpu) and not cli.overlap_teachers(cuda)
-    monkeypatch.setattr(cli, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(resources, "usable_cpus", lambda: 1)
     assert not cli.overlap_teachers(cpu)

@@ -102,3 +102,31 @@ def test_training_that_stops_early_leaves_no_drawing_thread():
                             val=(d.X_test, d.y_test), patience=1, progress=False)
     assert history.stopped_epoch.max() < 50  # it did stop early
     assert not _alive()
+
+
+@pytest.mark.parametrize("free_core", [True, False])
+def test_masks_are_drawn_ahead_only_when_a_core_is_free(monkeypatch, free_core):
+    from kdteach import train as train_module
+    from kdteach.data import make_dataset
+    from kdteach.experiments import initial_teacher
+
+    made = []
+
+    class Spy(PrefetchedDropout):
+        def __init__(self, *args, **kwargs):
+            made.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "PrefetchedDropout", Spy)
+    monkeypatch.setattr(train_module, "has_free_core", lambda: free_core)
+    d = make_dataset(n_samples=300)
+    nets = [initial_teacher("expert", r) for r in range(2)]
+    ahead, _ = train_module.train_many(nets, d.X_train, d.y_train, num_epochs=2, lr=1e-3,
+                                       progress=False)
+    assert len(made) == int(free_core)
+    monkeypatch.setattr(train_module, "has_free_core", lambda: not free_core)
+    inline, _ = train_module.train_many(nets, d.X_train, d.y_train, num_epochs=2, lr=1e-3,
+                                        progress=False)
+    for a, b in zip(ahead, inline):  # the same masks either way
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                     b.state_dict().values()))

@@ -225,3 +225,14 @@ def test_real_gpu_out_of_memory_is_reported(ds):
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
         torch.cuda.empty_cache()
+
+
+def test_usable_cpus_and_a_free_core(monkeypatch):
+    from kdteach import resources
+
+    assert 1 <= resources.usable_cpus() <= (__import__("os").cpu_count() or 1)
+    monkeypatch.setattr(resources, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert resources.has_free_core()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert not resources.has_free_core()
