@@ -1,8 +1,7 @@
 """Time the original notebook's protocol two ways in one process: its own loops, and kdteach.
 
 The baseline below re-implements what the original notebook does, step for step, so that
-its cost can be measured on the same machine, in the same process, with the same thread
-settings as kdteach:
+its cost can be measured on the same machine, in the same process as kdteach:
 
 * data in a ``TensorDataset`` read by ``DataLoader(batch_size=128, shuffle=True)``;
 * plain ``nn.Sequential`` networks with PyTorch's default initialisation;
@@ -16,9 +15,12 @@ settings as kdteach:
   run from that run's expert; part 4: L_GR 0.2/0.5/0.3), each run starting from
   ``torch.manual_seed(i)`` and one student initial state shared by all its students.
 
-kdteach runs the same stages with ``Experiment(settings, cache=False, progress=False)``.
-Stages are interleaved (the original's part k, then kdteach's part k) so that a change in the
-machine's load during the run hits both sides alike. Each repeat then times both sides as
+kdteach runs the same stages with ``Experiment(settings, cache=False, progress=False)`` as
+``python -m kdteach reproduce`` runs them (on a CPU with two cores or more: one intra-op
+thread, the expert teachers trained alongside part 1, part 4's students alongside parts 2
+and 3). The sides are interleaved (the original's four parts, then kdteach's; stage by stage
+when kdteach does not overlap its work) so that a change in the machine's load during the
+run hits both sides alike. Each repeat then times both sides as
 fresh processes, start-up, imports and writing included: this script with ``--only original``,
 and ``python -m kdteach reproduce --no-cache``. The report gives the median over repeats with
 the spread, and how busy the rest of the machine was during every timed part. Test MSEs are
@@ -295,19 +297,24 @@ def kdteach_experiment(runs: int, epochs_teacher: int, epochs_student: int, devi
     return exp
 
 
-# The stages in groups: a side runs a whole group before the other side runs it. kdteach's
-# part 1 returns while its expert teachers may still be training alongside, so part 2 must
-# follow at once.
-GROUPS = (("standard_teacher", "expert_teacher"), ("grid_search",), ("gradient_regularisation",))
+def interleaving(overlap: bool) -> tuple:
+    """The stages in groups: one side runs a whole group, then the other side runs it.
+    Stage by stage, unless kdteach overlaps its work: its part 1 returns while its experts
+    still train alongside, and part 2 starts part 4's students, so its four parts go
+    together."""
+    return (tuple(STAGES),) if overlap else tuple((stage,) for stage in STAGES)
 
 
 def run_kdteach_stage(exp, stage: str, overlap: bool) -> None:
     """One kdteach stage as ``python -m kdteach reproduce`` runs it: with ``overlap``, part 1
-    starts the expert teachers in a second thread. The global RNG is left as it was, so the
-    interleaved original baseline draws the same shuffles it would draw alone."""
+    starts the expert teachers in a second thread and part 2 starts part 4's students. The
+    global RNG is left as it was, so the interleaved original baseline draws the same
+    shuffles it would draw alone."""
     with torch.random.fork_rng(devices=[]):
         if overlap and stage == "standard_teacher":
             exp.teachers_in_background("expert")
+        if overlap and stage == "expert_teacher":
+            exp.students_in_background("gradient_regularisation", exp.lgr_jobs())
         exp.run(stage)
 
 
@@ -422,12 +429,13 @@ class Timer:
 def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int = 60,
                   only: str = "both", device="cpu", verbose: bool = False,
                   timer: Timer | None = None, overlap: bool | None = None) -> dict:
-    """Every stage, interleaved group by group (:data:`GROUPS`): ``{"seconds": {side:
+    """Every stage, interleaved group by group (:func:`interleaving`): ``{"seconds": {side:
     {stage: s}}, "load": {side: {stage: other_load}}, "mse": {side: {model: [per run]}}}``.
 
     ``overlap`` (default: as ``python -m kdteach reproduce`` decides for this machine):
-    kdteach trains its expert teachers alongside part 1, with one intra-op thread for all
-    its stages; its part 2 then counts the wait for them."""
+    kdteach trains its expert teachers alongside part 1 and part 4's students alongside
+    parts 2 and 3, with one intra-op thread for all its stages; its parts 2 and 4 then
+    count the wait for them."""
     from kdteach.__main__ import overlap_teachers
     from kdteach.data import make_dataset
 
@@ -445,7 +453,7 @@ def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int =
     threads = {"original": None, "kdteach": 1 if overlap else None}
     seconds = {side: {} for side in sides}
     load = {side: {} for side in sides}
-    for group in GROUPS:
+    for group in interleaving(bool(overlap)):
         for side in sides:
             with intra_op_threads(threads[side]):
                 for stage in group:
@@ -713,7 +721,8 @@ def kdteach_threads_note(device: str = "cpu") -> str:
     from kdteach.config import get_settings
 
     if overlap_teachers(get_settings("full", device=device)):
-        return "one intra-op thread, expert teachers trained alongside part 1"
+        return ("one intra-op thread, expert teachers trained alongside part 1, part 4's "
+                "students alongside parts 2-3")
     return f"{torch.get_num_threads()} intra-op thread(s), one stage after another"
 
 

@@ -219,21 +219,24 @@ class _Background:
 
     def __init__(self, work):
         self.error: BaseException | None = None
+        self.result = None
         self.stop = threading.Event()
 
         def target():
             try:
-                work(self.stop)
+                self.result = work(self.stop)
             except BaseException as exc:  # noqa: BLE001 -- handed to the joining thread
                 self.error = exc
 
         self.thread = threading.Thread(target=target, name="kdteach-teachers", daemon=True)
         self.thread.start()
 
-    def join(self) -> None:
+    def join(self):
+        """Wait (any thread may), re-raise the work's error or return its result."""
         self.thread.join()
         if self.error is not None:
             raise self.error
+        return self.result
 
     def cancel(self) -> None:
         self.stop.set()
@@ -266,6 +269,7 @@ class Experiment:
         self._data: Dataset | None = None
         self._teachers: dict = {}
         self._teachers_pending: dict = {}  # kind → _Background getting them
+        self._students_pending: dict = {}  # stage → _Background training its students
         self._teacher_histories: dict = {}
         self._stages: dict = {}
         self.best_epochs: dict = {}  # {stage: {student: [best epoch per run]}}
@@ -317,9 +321,10 @@ class Experiment:
         """The trained teachers (``"teacher"``, ``"expert"`` or ``"regularised"``) of every
         run: from the cache, else the missing runs are trained together and stored. If
         :meth:`teachers_in_background` is getting them, waits for it."""
-        pending = self._teachers_pending.pop(kind, None)
-        if pending is not None:
+        pending = self._teachers_pending.get(kind)
+        if pending is not None:  # any thread may wait; the teachers are then memoised
             pending.join()
+            self._teachers_pending.pop(kind, None)
         return self._teachers_now(kind)
 
     def teachers_in_background(self, kind: str) -> None:
@@ -333,10 +338,19 @@ class Experiment:
         self.data  # noqa: B018 -- built once, before a second thread reads it
         self._teachers_pending[kind] = _Background(lambda stop: self._teachers_now(kind, stop))
 
+    def students_in_background(self, stage: str, jobs: list[StudentJob]) -> None:
+        """Start training the students of ``stage`` (``jobs``, on the training set, as the
+        stage itself would) in a second thread; the stage's own call waits for them."""
+        if stage not in self._stages and stage not in self._students_pending:
+            self.data  # noqa: B018 -- built once, before a second thread reads it
+            self._students_pending[stage] = _Background(
+                lambda stop: self._train_students_now(stage, jobs, stop=stop))
+
     def _cancel_background(self) -> None:
-        """Stop every training started by :meth:`teachers_in_background` and wait for it."""
-        while self._teachers_pending:
-            self._teachers_pending.popitem()[1].cancel()
+        """Stop every training started in a second thread and wait for it."""
+        for pending in (self._students_pending, self._teachers_pending):
+            while pending:
+                pending.popitem()[1].cancel()
 
     def _teachers_now(self, kind: str, stop: threading.Event | None = None) -> list[MLP]:
         if kind in self._teachers:
@@ -391,6 +405,15 @@ class Experiment:
     def _train_students(self, stage: str, jobs: list[StudentJob], X=None, y=None,
                         epochs: int | None = None, stopping: tuple | None = None
                         ) -> tuple[dict, pd.DataFrame]:
+        pending = self._students_pending.pop(stage, None)
+        if pending is not None:  # started by students_in_background, with the same jobs
+            return pending.join()
+        return self._train_students_now(stage, jobs, X, y, epochs, stopping)
+
+    def _train_students_now(self, stage: str, jobs: list[StudentJob], X=None, y=None,
+                            epochs: int | None = None, stopping: tuple | None = None,
+                            stop: threading.Event | None = None
+                            ) -> tuple[dict, pd.DataFrame]:
         """Train every job of ``jobs`` for every run, all at once, on ``(X, y)`` (default:
         the training set) for ``epochs`` (default: the profile's student epochs).
 
@@ -443,6 +466,7 @@ class Experiment:
                 heldout=self.heldout,
                 progress=self.progress,
                 desc=f"{len(jobs)} student(s) x{s.n_runs} runs",
+                on_epoch=_stop_when(stop),
                 **({} if stopping is None else {"val": stopping[0], "patience": stopping[1]}),
             )
             models = {job.name: trained[j :: len(jobs)] for j, job in enumerate(jobs)}
@@ -576,13 +600,16 @@ class Experiment:
 
         return self._stage("grid_search", build)
 
+    def lgr_jobs(self) -> list[StudentJob]:
+        return [StudentJob(LGR, DistillationLoss.from_weights(self.settings.gr_weights),
+                           "expert")]
+
     def gradient_regularisation(self) -> StageResult:
         """Part 4: a student that also matches the expert's input gradients (L_GR)."""
 
         def build():
             part2, grid = self.expert_teacher(), self.grid_search()
-            job = StudentJob(LGR, DistillationLoss.from_weights(self.settings.gr_weights),
-                             "expert")
+            (job,) = self.lgr_jobs()
             students, history = self._train_students("gradient_regularisation", [job])
             own = self._evaluate(students)
             results = {
@@ -875,12 +902,12 @@ class Experiment:
         """Every stage in order, with a progress bar over the stages.
 
         ``overlap_teachers=True``: train the expert teachers in a second thread while part 1
-        (standard teachers and their students) runs, with one intra-op thread each, and
-        run every stage with one intra-op thread. Each model is trained exactly as without
-        overlap at one thread, so the numbers are the one-thread numbers; on a machine
-        with two free cores the teachers of parts 1 and 2 take about the time of the
-        slower one. ``StageResult.seconds`` of part 2 then counts only the wait for its
-        teachers, not their whole training.
+        (standard teachers and their students) runs, then part 4's students in a second
+        thread while parts 2 and 3 run, and run every stage with one intra-op thread. Each
+        model is trained exactly as without overlap at one thread, so the numbers are the
+        one-thread numbers; on a machine with two free cores the work takes about the time
+        of the longer thread. ``StageResult.seconds`` of parts 2 and 4 then count only the
+        wait for what was trained alongside, not its whole training.
         """
         if not overlap_teachers:
             return self._run_stages(stages)
@@ -889,17 +916,20 @@ class Experiment:
         try:
             if "expert_teacher" in stages:
                 self.teachers_in_background("expert")
-            return self._run_stages(stages)
+            return self._run_stages(stages, overlap=True)
         except BaseException:
             self._cancel_background()  # no training left running behind an error
             raise
         finally:
             torch.set_num_threads(before)
 
-    def _run_stages(self, stages) -> dict[str, StageResult]:
+    def _run_stages(self, stages, overlap: bool = False) -> dict[str, StageResult]:
         out = {}
         bar = tqdm(stages, desc="stages", disable=not self.progress)
         for stage in bar:
+            if overlap and stage == "expert_teacher" and "gradient_regularisation" in stages:
+                # part 4's students need only the experts: trained alongside parts 2 and 3
+                self.students_in_background("gradient_regularisation", self.lgr_jobs())
             bar.set_postfix_str(stage)
             out[stage] = self.run(stage)
         return out

@@ -462,3 +462,20 @@ def test_an_error_in_part_1_stops_the_teachers_training_alongside(monkeypatch):
         exp.reproduce(overlap_teachers=True)  # would take minutes if the experts trained on
     assert not [t for t in threading.enumerate() if t.name == "kdteach-teachers"]
     assert "expert" not in exp._teachers
+
+
+def test_students_trained_in_background_are_used_by_their_stage(monkeypatch):
+    exp = Experiment(tiny(), cache=False, progress=False)
+    calls = []
+    real = exp._train_students_now
+
+    def counting(stage, *args, **kwargs):
+        calls.append(stage)
+        return real(stage, *args, **kwargs)
+
+    monkeypatch.setattr(exp, "_train_students_now", counting)
+    exp.students_in_background("gradient_regularisation", exp.lgr_jobs())
+    background = exp.gradient_regularisation()
+    assert calls.count("gradient_regularisation") == 1  # trained once, in the background
+    foreground = Experiment(tiny(), cache=False, progress=False).gradient_regularisation()
+    assert background.results == foreground.results
