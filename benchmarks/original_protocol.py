@@ -464,11 +464,9 @@ def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int =
                 for stage in group:
                     seconds[side][stage], load[side][stage] = timer(
                         functools.partial(parts[side], stage))
-        if verbose:
-            for stage in group:
-                done = ", ".join(f"{side} {seconds[side][stage]:.1f} s" for side in sides)
-                busy = ", ".join(_cores(load[side][stage]) for side in sides)
-                print(f"  {stage}: {done} (other processes: {busy} of a core)", flush=True)
+                    if verbose:  # as it happens: a group can take many minutes
+                        print(f"  {side}, {stage}: {seconds[side][stage]:.1f} s (other "
+                              f"processes: {_cores(load[side][stage])} of a core)", flush=True)
     mse = {}
     if original is not None:
         mse["original"] = original.mse
