@@ -35,7 +35,6 @@ original's numbers.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import math
@@ -311,23 +310,9 @@ def run_kdteach_stage(exp, stage: str, overlap: bool) -> None:
     global RNG is left as it was, so the interleaved original baseline draws the same
     shuffles it would draw alone."""
     with torch.random.fork_rng(devices=[]):
-        if overlap and stage == "standard_teacher":
-            exp.teachers_in_background("expert")
-        if overlap and stage == "expert_teacher":
-            exp.students_in_background("gradient_regularisation", exp.lgr_jobs())
+        if overlap:
+            exp.start_work_alongside(stage, STAGES)
         exp.run(stage)
-
-
-@contextlib.contextmanager
-def intra_op_threads(n: int | None):
-    """``torch.set_num_threads(n)`` inside the block (``None``: unchanged)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def kdteach_mse(exp) -> dict[str, list[float]]:
@@ -443,6 +428,7 @@ def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int =
     count the wait for them."""
     from kdteach.__main__ import overlap_teachers
     from kdteach.data import make_dataset
+    from kdteach.resources import intra_op_threads
 
     timer = timer or Timer(device)
     sides = ("original", "kdteach") if only == "both" else (only,)
@@ -594,10 +580,8 @@ def median_seconds(summary: dict) -> dict:
 
 
 def machine_info(cpuinfo: str | None = None) -> dict:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
+    from kdteach.resources import usable_cpus
+
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -612,7 +596,7 @@ def machine_info(cpuinfo: str | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
+        "cpus_usable": usable_cpus(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 

@@ -36,6 +36,7 @@ from torch.utils import benchmark
 
 from kdteach.experiments import initial_student, initial_teacher
 from kdteach.losses import mse
+from kdteach.resources import intra_op_threads
 from kdteach.stacked import PrefetchedDropout, StackedMLP, dropout_divisors
 from kdteach.train import _generator, _make_adam, dropout_shapes
 
@@ -123,17 +124,13 @@ def profile_table(stack: StackedMLP, batch: int, threads: int, steps: int = 100)
     """``torch.profiler``'s operator table (self CPU time) over ``steps`` steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with intra_op_threads(threads):
         step = step_function(stack, batch)
         for _ in range(10):
             step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 step()
-    finally:
-        torch.set_num_threads(before)
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 

@@ -54,6 +54,7 @@ from .naming import (
     grid_name,
     run_label,
 )
+from .resources import intra_op_threads
 from .stats import PairedTest, paired_test, summary_table
 from .train import HELDOUT, evaluate, train, train_many
 
@@ -911,25 +912,28 @@ class Experiment:
         """
         if not overlap_teachers:
             return self._run_stages(stages)
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            if "expert_teacher" in stages:
-                self.teachers_in_background("expert")
-            return self._run_stages(stages, overlap=True)
-        except BaseException:
-            self._cancel_background()  # no training left running behind an error
-            raise
-        finally:
-            torch.set_num_threads(before)
+        with intra_op_threads(1):
+            try:
+                return self._run_stages(stages, overlap=True)
+            except BaseException:
+                self._cancel_background()  # no training left running behind an error
+                raise
+
+    def start_work_alongside(self, stage: str, stages=STAGES) -> None:
+        """What ``reproduce(overlap_teachers=True)`` starts in a second thread as ``stage``
+        of ``stages`` begins: with the first stage, the expert teachers; with part 2, part
+        4's students, which need only the experts."""
+        if stage == stages[0] and "expert_teacher" in stages:
+            self.teachers_in_background("expert")
+        if stage == "expert_teacher" and "gradient_regularisation" in stages:
+            self.students_in_background("gradient_regularisation", self.lgr_jobs())
 
     def _run_stages(self, stages, overlap: bool = False) -> dict[str, StageResult]:
         out = {}
         bar = tqdm(stages, desc="stages", disable=not self.progress)
         for stage in bar:
-            if overlap and stage == "expert_teacher" and "gradient_regularisation" in stages:
-                # part 4's students need only the experts: trained alongside parts 2 and 3
-                self.students_in_background("gradient_regularisation", self.lgr_jobs())
+            if overlap:
+                self.start_work_alongside(stage, stages)
             bar.set_postfix_str(stage)
             out[stage] = self.run(stage)
         return out

@@ -1,5 +1,5 @@
 """Memory: what a stack of networks needs, what the machine has, and a clear error when it runs out;
-and the CPU cores this process may use (:func:`usable_cpus`).
+and the CPU cores this process may use (:func:`usable_cpus`, :func:`intra_op_threads`).
 
 The stacked engine trains M networks at once, so its memory grows with M (the number of
 runs times the models per run). :func:`guard_memory` wraps a training function such as
@@ -20,6 +20,7 @@ that would have fitted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import inspect
@@ -61,6 +62,19 @@ def usable_cpus() -> int:
 def has_free_core() -> bool:
     """Whether a second thread would find a core that torch's intra-op threads leave idle."""
     return torch.get_num_threads() < usable_cpus()
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int | None):
+    """``torch.set_num_threads(n)`` inside the block, the previous count restored after it
+    (``None``: unchanged)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _meminfo_available() -> int | None:

@@ -236,3 +236,16 @@ def test_usable_cpus_and_a_free_core(monkeypatch):
     assert resources.has_free_core()
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert not resources.has_free_core()
+
+
+def test_intra_op_threads_sets_the_count_inside_and_restores_it_even_after_an_error():
+    from kdteach.resources import intra_op_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with intra_op_threads(before + 1):
+            assert torch.get_num_threads() == before + 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with intra_op_threads(None):
+        assert torch.get_num_threads() == before
