@@ -120,12 +120,16 @@ def initial_student(run: int, n_features: int = 10) -> StudentNet:
         return StudentNet(n_features)
 
 
+def check_teacher_kind(kind: str) -> None:
+    if kind not in TEACHER_RECIPES:
+        raise ValueError(f"unknown teacher kind {kind!r}; valid: {', '.join(TEACHER_RECIPES)}")
+
+
 def initial_teacher(kind: str, run: int, n_features: int = 10) -> MLP:
     """A teacher's initial weights in the original's order: for the standard teacher (and
     its regularised twin) the student template is drawn first; the expert is drawn right
     after ``torch.manual_seed(run)``."""
-    if kind not in TEACHER_RECIPES:
-        raise ValueError(f"unknown teacher kind {kind!r}; valid: {', '.join(TEACHER_RECIPES)}")
+    check_teacher_kind(kind)
     with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(run)
         if kind != "expert":
@@ -229,7 +233,7 @@ class _Background:
             except BaseException as exc:  # noqa: BLE001 -- handed to the joining thread
                 self.error = exc
 
-        self.thread = threading.Thread(target=target, name="kdteach-teachers", daemon=True)
+        self.thread = threading.Thread(target=target, name="kdteach-alongside", daemon=True)
         self.thread.start()
 
     def join(self):
@@ -334,8 +338,7 @@ class Experiment:
         re-raises any error. Each model is trained as it would be in this thread."""
         if kind in self._teachers or kind in self._teachers_pending:
             return
-        if kind not in TEACHER_RECIPES:
-            raise ValueError(f"unknown teacher kind {kind!r}; valid: {', '.join(TEACHER_RECIPES)}")
+        check_teacher_kind(kind)
         self.data  # noqa: B018 -- built once, before a second thread reads it
         self._teachers_pending[kind] = _Background(lambda stop: self._teachers_now(kind, stop))
 
@@ -357,9 +360,8 @@ class Experiment:
         if kind in self._teachers:
             return self._teachers[kind]
         s, n_feat = self.settings, self.settings.n_features
-        recipe = TEACHER_RECIPES.get(kind)
-        if recipe is None:
-            raise ValueError(f"unknown teacher kind {kind!r}; valid: {', '.join(TEACHER_RECIPES)}")
+        check_teacher_kind(kind)
+        recipe = TEACHER_RECIPES[kind]
         nets: list = [None] * s.n_runs
         frames: list = [None] * s.n_runs
         for run in range(s.n_runs):
@@ -484,15 +486,15 @@ class Experiment:
             return models, frame
         if payload.get("best_epochs"):
             self.best_epochs[stage] = payload["best_epochs"]
-        models = {}
-        for name, states in payload["states"].items():
-            nets = []
-            for state in states:
-                net = StudentNet(s.n_features).to(self.device)
-                net.load_state_dict(state)
-                nets.append(net.eval())
-            models[name] = nets
+        models = {name: [self._student_from_state(state) for state in states]
+                  for name, states in payload["states"].items()}
         return models, pd.DataFrame(payload["history"])
+
+    def _student_from_state(self, state: dict) -> StudentNet:
+        """A student holding saved weights, on the experiment's device, in eval mode."""
+        net = StudentNet(self.settings.n_features).to(self.device)
+        net.load_state_dict(state)
+        return net.eval()
 
     def _evaluate(self, models: dict, X=None, y=None) -> dict:
         X = self.data.X_test if X is None else X
@@ -1002,9 +1004,7 @@ class Experiment:
         if not (isinstance(run, int) and 0 <= run < s.n_runs):
             raise ValueError(f"run must be one of {run_label(0)}..{run_label(s.n_runs - 1)} "
                              f"(index 0..{s.n_runs - 1}), got index {run!r}")
-        if teacher not in TEACHER_RECIPES:
-            raise ValueError(f"unknown teacher kind {teacher!r}; valid: "
-                             f"{', '.join(TEACHER_RECIPES)}")
+        check_teacher_kind(teacher)
         loss = DistillationLoss.from_weights(weights)  # ValueError for impossible weights
         role = self.role(loss, teacher)
         teacher_net = self.teachers(teacher)[run] if loss.needs_teacher else None
@@ -1103,9 +1103,7 @@ class Experiment:
         return {"entries": entries}
 
     def _score_state(self, state: dict) -> dict:
-        net = StudentNet(self.settings.n_features).to(self.device)
-        net.load_state_dict(state)
-        return evaluate(net, self.data.X_test, self.data.y_test)
+        return evaluate(self._student_from_state(state), self.data.X_test, self.data.y_test)
 
     def prepared_student(self, name: str, weights: dict, run: int = 0,
                          epochs: int | None = None, batch_size: int | None = None
@@ -1144,9 +1142,7 @@ class Experiment:
 
     def _prepared_result(self, entry: dict, run: int, epochs: int) -> dict:
         i = entry["snapshots"].index(epochs)
-        net = StudentNet(self.settings.n_features).to(self.device)
-        net.load_state_dict(entry["states"][i])
-        net.eval()
+        net = self._student_from_state(entry["states"][i])
         frames = [pd.DataFrame({"run": run + 1, "epoch": np.arange(1, epochs + 1), "term": term,
                                 "loss": values[:epochs].numpy()})
                   for term, values in entry["history"].items()]

@@ -460,7 +460,7 @@ def test_an_error_in_part_1_stops_the_teachers_training_alongside(monkeypatch):
                         lambda: (_ for _ in ()).throw(RuntimeError("part 1 failed")))
     with pytest.raises(RuntimeError, match="part 1 failed"):
         exp.reproduce(overlap_teachers=True)  # would take minutes if the experts trained on
-    assert not [t for t in threading.enumerate() if t.name == "kdteach-teachers"]
+    assert not [t for t in threading.enumerate() if t.name == "kdteach-alongside"]
     assert "expert" not in exp._teachers
 
 
