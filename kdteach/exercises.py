@@ -655,20 +655,28 @@ def _judge_input_gradient(got, model, X, create_graph) -> None:
 # --------------------------------------------------------------------------- lgr_loss
 
 
+def _teacher_term_cases(seed: int, n_cases: int, labels: bool):
+    """The random cases of a checker of a term that compares the student with the teacher:
+    a student and an expert teacher of d inputs, both in train mode (as during the
+    teacher's own training: the term must switch the teacher to eval), a batch X and, with
+    ``labels``, its targets y (else None)."""
+    gen = torch.Generator().manual_seed(seed)
+    for case in range(n_cases):
+        d, n = 3 + case % 3, 6 + 2 * case
+        torch.manual_seed(seed + case)
+        student, teacher = StudentNet(n_features=d), ExpertTeacherNet(n_features=d)
+        X = _batch(gen, n, d)
+        y = _batch(gen, n) if labels else None
+        yield student.train(), teacher.train(), X, y
+
+
 def _check_lgr_loss(answer) -> str:
-    gen = torch.Generator().manual_seed(SEED + 6)
     n_cases = 6
     tally = _Tally(
         "`lgr_loss` differs from L_GR on some random batches.",
         close=lambda a, b: _close(a, b, rtol=1e-3, atol=1e-12),
     )
-    for case in range(n_cases):
-        d, n = 3 + case % 3, 6 + 2 * case
-        torch.manual_seed(SEED + 6 + case)
-        student, teacher = StudentNet(n_features=d), ExpertTeacherNet(n_features=d)
-        X, y = _batch(gen, n, d), _batch(gen, n)
-        student.train()
-        teacher.train()  # as during the teacher's own training: L_GR must switch it to eval
+    for student, teacher, X, y in _teacher_term_cases(SEED + 6, n_cases, labels=True):
         right, variants = _lgr_variants(student, teacher, X, y)
         out = _call("lgr_loss", answer, student, teacher, X.clone(), y.clone())
         value = _judge_lgr_loss(out, student, teacher, right)
@@ -755,19 +763,12 @@ def _depends_on(out: torch.Tensor, model) -> bool:
 
 
 def _check_jacobian_matching(answer) -> str:
-    gen = torch.Generator().manual_seed(SEED + 7)
     n_cases = 6
     tally = _Tally(
         "`jacobian_matching` differs from L_JAC on some random batches.",
         close=lambda a, b: _close(a, b, rtol=1e-3, atol=1e-12),
     )
-    for case in range(n_cases):
-        d, n = 3 + case % 3, 6 + 2 * case
-        torch.manual_seed(SEED + 7 + case)
-        student, teacher = StudentNet(n_features=d), ExpertTeacherNet(n_features=d)
-        X = _batch(gen, n, d)
-        student.train()
-        teacher.train()  # as during the teacher's own training: L_JAC must switch it to eval
+    for student, teacher, X, _ in _teacher_term_cases(SEED + 7, n_cases, labels=False):
         right, variants = _jacobian_variants(student, teacher, X)
         out = _call("jacobian_matching", answer, student, teacher, X.clone())
         value = _judge_jacobian_matching(out, student, teacher, right)

@@ -233,19 +233,12 @@ class DistillationLoss:
                 raise ValueError("the 'hp' term needs teacher_pred (the teacher's outputs)")
             terms["hp"] = hp_loss(pred, teacher_pred)
         if "gr" in self.weights:
-            if X is None or teacher_grad is None or not X.requires_grad:
-                raise ValueError(
-                    "the 'gr' term needs X (the input batch, with requires_grad=True, that "
-                    "produced pred) and teacher_grad (the teacher's input gradient)"
-                )
+            _need_input_batch("gr", X, teacher_grad, "teacher_grad (the teacher's input gradient)")
             (student_grad,) = torch.autograd.grad(hard.sum(), X, create_graph=True)
             terms["gr"] = gr_loss(student_grad, teacher_grad)
         if "jac" in self.weights:
-            if X is None or teacher_jac is None or not X.requires_grad:
-                raise ValueError(
-                    "the 'jac' term needs X (the input batch, with requires_grad=True, that "
-                    "produced pred) and teacher_jac (the teacher's ∂y_t/∂x per sample)"
-                )
+            _need_input_batch("jac", X, teacher_jac,
+                              "teacher_jac (the teacher's ∂y_t/∂x per sample)")
             (student_jac,) = torch.autograd.grad(pred.sum(), X, create_graph=True)
             terms["jac"] = jac_loss(student_jac, teacher_jac)
         if "feat" in self.weights:
@@ -263,3 +256,13 @@ class DistillationLoss:
                                    adapted_features, teacher_features)
         total = sum(self.weights[t] * v for t, v in terms.items())
         return total, terms
+
+
+def _need_input_batch(term: str, X, teacher_value, teacher_arg: str) -> None:
+    """A term differentiated with respect to the inputs needs the batch X (requiring grad)
+    and the teacher's precomputed counterpart (``teacher_arg`` names and explains it)."""
+    if X is None or teacher_value is None or not X.requires_grad:
+        raise ValueError(
+            f"the '{term}' term needs X (the input batch, with requires_grad=True, that "
+            f"produced pred) and {teacher_arg}"
+        )
