@@ -7,6 +7,8 @@ TORCH_SPEC ?= torch
 PROFILE ?= full
 CHROMIUM ?= /usr/bin/chromium
 BIN = $(VENV)/bin
+# the cache of trained models: the package defaults to ~/.cache/kdteach, the repository keeps its own
+export KDTEACH_CACHE ?= $(CURDIR)/artifacts
 
 STAMP = $(VENV)/.installed
 LINT_PATHS = $(wildcard kdteach tests benchmarks)
@@ -88,13 +90,13 @@ notebooks: $(STAMP)
 exercises: $(STAMP)
 	$(CPU_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.record_timing=False notebooks/solutions/*.ipynb
-	$(BIN)/python -m kdteach.exercise_notebooks
+	$(BIN)/python -m kdteach.publish.learner_notebooks
 
 slides: $(STAMP)
-	$(BIN)/python -m kdteach.slides build notebooks/*.ipynb --out slides
+	$(BIN)/python -m kdteach.publish.slides build notebooks/*.ipynb --out slides
 
 site: $(STAMP)
-	KDTEACH_PROFILE=$(PROFILE) $(BIN)/python -m kdteach.site --notebooks notebooks --out site
+	KDTEACH_PROFILE=$(PROFILE) $(BIN)/python -m kdteach.publish.site --notebooks notebooks --out site
 
 lab: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/jupyter lab notebooks/

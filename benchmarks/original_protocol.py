@@ -54,7 +54,7 @@ from sklearn.metrics import mean_squared_error
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-from kdteach.experiments import (  # the original's model names and stage order
+from kdteach.protocol.experiment import (  # the original's model names and stage order
     DISTILLED,
     DISTILLED_EXPERT,
     EXPERT,
@@ -286,8 +286,8 @@ class OriginalProtocol:
 
 
 def kdteach_experiment(runs: int, epochs_teacher: int, epochs_student: int, device="cpu"):
-    from kdteach.config import get_settings
-    from kdteach.experiments import Experiment
+    from kdteach.protocol.experiment import Experiment
+    from kdteach.protocol.settings import get_settings
 
     settings = get_settings("full", device=device, n_runs=runs,
                             epochs_teacher=epochs_teacher, epochs_student=epochs_student)
@@ -316,7 +316,7 @@ def run_kdteach_stage(exp, stage: str, overlap: bool) -> None:
 
 
 def kdteach_mse(exp) -> dict[str, list[float]]:
-    from kdteach.experiments import all_results
+    from kdteach.protocol.experiment import all_results
 
     return {name: list(d["mse"]) for name, d in all_results(exp._stages).items()}
 
@@ -427,8 +427,8 @@ def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int =
     parts 2 and 3, with one intra-op thread for all its stages; its parts 2 and 4 then
     count the wait for them."""
     from kdteach.__main__ import overlap_teachers
-    from kdteach.data import make_dataset
-    from kdteach.resources import intra_op_threads
+    from kdteach.core.data import make_dataset
+    from kdteach.core.resources import intra_op_threads
 
     timer = timer or Timer(device)
     sides = ("original", "kdteach") if only == "both" else (only,)
@@ -580,7 +580,7 @@ def median_seconds(summary: dict) -> dict:
 
 
 def machine_info(cpuinfo: str | None = None) -> dict:
-    from kdteach.resources import usable_cpus
+    from kdteach.core.resources import usable_cpus
 
     if cpuinfo is None:
         try:
@@ -707,7 +707,7 @@ def thread_note(args, info: dict, default_threads: int) -> str:
 
 def kdteach_threads_note(device: str = "cpu") -> str:
     from kdteach.__main__ import overlap_teachers
-    from kdteach.config import get_settings
+    from kdteach.protocol.settings import get_settings
 
     if overlap_teachers(get_settings("full", device=device)):
         return ("one intra-op thread, expert teachers trained alongside part 1, part 4's "

@@ -34,11 +34,11 @@ import sys
 import torch
 from torch.utils import benchmark
 
-from kdteach.experiments import initial_student, initial_teacher
-from kdteach.losses import mse
-from kdteach.resources import intra_op_threads
-from kdteach.stacked import PrefetchedDropout, StackedMLP, dropout_divisors
-from kdteach.train import _generator, _make_adam, dropout_shapes
+from kdteach.core.losses import mse
+from kdteach.core.resources import intra_op_threads
+from kdteach.core.stacked import PrefetchedDropout, StackedMLP, dropout_divisors
+from kdteach.core.train import _generator, _make_adam, dropout_shapes
+from kdteach.protocol.experiment import initial_student, initial_teacher
 
 KINDS = ("teacher", "expert", "student")
 MASKS = ("ahead", "inline", "none")  # how a dropout stack's masks are drawn

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from kdteach import widgets
-from kdteach.config import get_settings
-from kdteach.experiments import Experiment
+from kdteach.lesson import widgets
+from kdteach.protocol.experiment import Experiment
+from kdteach.protocol.settings import get_settings
 
 TARGET_SECONDS = 1.0  # a prepared position
 EXPLORERS = {"retrain": widgets.retrain_explorer, "lgr": widgets.lgr_explorer}

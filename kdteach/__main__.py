@@ -64,7 +64,7 @@ def _positive_int(text: str) -> int:
 
 def _add_settings_arguments(command) -> None:
     """The arguments that choose the settings and the cache, the same for every command."""
-    from .config import DEVICES, PROFILES
+    from kdteach.protocol.settings import DEVICES, PROFILES
 
     command.add_argument("--profile", choices=PROFILES, default=None,
                          help="full (the original notebook's protocol, the default) or quick "
@@ -155,7 +155,7 @@ def _replace_all(written: list) -> None:
 
 
 def results_document(settings, stages: dict) -> dict:
-    from .experiments import all_results, all_tests
+    from kdteach.protocol.experiment import all_results, all_tests
 
     return {
         "profile": settings.profile,
@@ -175,7 +175,7 @@ def write_outputs(out: Path, settings, stages: dict) -> list[Path]:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from . import plots
+    from kdteach.lesson import plots
 
     document = results_document(settings, stages)
     rows = pd.concat([r.runs for r in stages.values()], ignore_index=True)
@@ -220,7 +220,7 @@ def write_outputs(out: Path, settings, stages: dict) -> list[Path]:
 
 def prepare(args):
     """Settings and output folder from the arguments; ValueError/RuntimeError when bad."""
-    from .config import get_settings
+    from kdteach.protocol.settings import get_settings
 
     overrides = {
         "n_runs": args.runs,
@@ -247,13 +247,13 @@ QUICK_NOTICE = ("kdteach: quick profile: 2 runs of few epochs, every model under
 def overlap_teachers(settings) -> bool:
     """On a CPU with two cores or more, ``reproduce`` trains the expert teachers alongside
     part 1, one intra-op thread each (the lessons' one-thread numbers, sooner)."""
-    from .resources import usable_cpus
+    from kdteach.core.resources import usable_cpus
 
     return settings.torch_device.type == "cpu" and usable_cpus() >= 2
 
 
 def reproduce(settings, out: Path, args) -> int:
-    from .experiments import Experiment
+    from kdteach.protocol.experiment import Experiment
 
     if settings.profile == "quick" and not args.quiet:
         print(QUICK_NOTICE, flush=True)
@@ -281,8 +281,8 @@ def reproduce(settings, out: Path, args) -> int:
 
 def figures(settings, out: Path, args) -> int:
     """``python -m kdteach figures``: the lessons' figures at talk size, from the cache."""
-    from .experiments import Experiment
-    from .talk_figures import by_name, write_figures
+    from kdteach.lesson.figures import by_name, write_figures
+    from kdteach.protocol.experiment import Experiment
 
     entries = by_name(args.only)
     exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
@@ -303,7 +303,7 @@ def _fail(message: str, code: int) -> int:
 
 def _memory_message(exc: BaseException, settings) -> str | None:
     """The one-line message for running out of memory, or ``None`` for other errors."""
-    from . import resources
+    from kdteach.core import resources
 
     if isinstance(exc, resources.NotEnoughMemory):
         return str(exc)
@@ -337,7 +337,7 @@ def run(args) -> int:
     try:
         settings, out = prepare(args)
         if args.command == "figures":
-            from .talk_figures import by_name
+            from kdteach.lesson.figures import by_name
 
             by_name(args.only)  # an unknown figure name is a usage error, found before training
     except (ValueError, RuntimeError) as exc:

@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from kdteach.config import resolve_device
+from kdteach.protocol.settings import resolve_device
 
 # How much looser a tolerance between two different computations of one number (a stack
 # against one model, kdteach against a reference loop) is on CUDA: other kernels, other

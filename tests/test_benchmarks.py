@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdteach.config import get_settings
-from kdteach.data import make_dataset
-from kdteach.models import ExpertTeacherNet, StudentNet, TeacherNet, count_parameters
+from kdteach.core.data import make_dataset
+from kdteach.core.models import ExpertTeacherNet, StudentNet, TeacherNet, count_parameters
+from kdteach.protocol.settings import get_settings
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

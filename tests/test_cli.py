@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from kdteach import __main__ as cli
-from kdteach.cache import CacheWarning
-from kdteach.experiments import Experiment
-from kdteach.stacked import StackedMLP
+from kdteach.core.stacked import StackedMLP
+from kdteach.protocol.cache import CacheWarning
+from kdteach.protocol.experiment import Experiment
 
 TINY = ["--profile", "quick", "--runs", "2", "--epochs-teacher", "2", "--epochs-student", "2"]
 
@@ -262,7 +262,7 @@ def test_command_line_warning_is_one_line_without_source(tmp_path):
 
 UNDER_MEMORY_LIMIT = """
 import os, resource, runpy, sys
-import kdteach.experiments  # importing takes what it takes; the limit is on what follows
+import kdteach.protocol.experiment  # importing takes what it takes; the limit is on what follows
 # one core: the teachers train one kind at a time, so the refusal below is deterministic
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 with open("/proc/self/status") as f:
@@ -316,7 +316,7 @@ def test_reproduce_overlaps_teachers_only_on_a_cpu_with_two_cores(monkeypatch):
 
     cpu = SimpleNamespace(torch_device=torch.device("cpu"))
     cuda = SimpleNamespace(torch_device=torch.device("cuda"))
-    from kdteach import resources
+    from kdteach.core import resources
 
     monkeypatch.setattr(resources, "usable_cpus", lambda: 2)
     assert cli.overlap_teachers(cpu) and not cli.overlap_teachers(cuda)

@@ -324,7 +324,7 @@ SHOWN_MATHS = """() => {
 
 
 def test_a_deck_renders_offline_with_typeset_maths(page, tmp_path):
-    from kdteach.slides import build_decks
+    from kdteach.publish.slides import build_decks
 
     lesson = ROOT / "notebooks" / "01_standard_teacher.ipynb"
     (deck,) = build_decks([lesson], tmp_path / "slides")

@@ -1,0 +1,286 @@
+"""Every lesson figure at talk size: 16:9, with fonts readable from the back of a room.
+
+:data:`FIGURES` is the registry: one :class:`TalkFigure` per figure the lessons show,
+each a file name, a title and a function that draws it from an
+:class:`~kdteach.protocol.experiment.Experiment` with :mod:`kdteach.lesson.plots`. The
+experiment loads
+its stages from the cache and trains what is missing (with progress bars), so
+``python -m kdteach figures --out DIR`` needs no notebook. To add a figure, append an
+entry to :data:`FIGURES`; the tests draw every entry and check its size and fonts.
+
+Each figure is drawn under seaborn's ``talk`` context (text 1.5 times the notebook
+size) and written at :data:`TALK_SIZE` inches, as PNG (:data:`DPI`) and SVG.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from tqdm.auto import tqdm
+
+from kdteach.core.diagnostics import term_gradient_norms
+from kdteach.core.stats import paired_test
+from kdteach.lesson import plots
+from kdteach.protocol.experiment import (
+    DISTILLED,
+    DISTILLED_EXPERT,
+    EXPERT,
+    LGR,
+    SCRATCH,
+    TEACHER,
+    Experiment,
+)
+from kdteach.protocol.names import FRESH, JAC, color
+
+TALK_SIZE = (40 / 3, 7.5)  # inches, 16:9: a PowerPoint or Keynote wide slide
+DPI = 150  # 2000 x 1125 pixels
+MIN_FONT_PT = 14.0  # no text smaller than this on a figure as wide as the slide
+FORMATS = ("png", "svg")
+
+
+@dataclass(frozen=True)
+class TalkFigure:
+    name: str  # file name without suffix
+    title: str
+    draw: Callable[[Experiment], Figure]
+
+
+def _compare_scores(stages: list, names: list[str], run: int = 0) -> dict:
+    results = {}
+    for stage in stages:
+        for name, data in stage.results.items():
+            results.setdefault(name, data)
+    return {name: results[name]["mse"][run] for name in names if name in results}
+
+
+def _beside_scores(draw_left, scores: dict, highlight: str) -> Figure:
+    """A panel drawn by ``draw_left(ax)`` beside the MSE bars of ``scores``: the live
+    retrain panels' figure, in two panels so that it stays legible at talk size."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=TALK_SIZE,
+                                      gridspec_kw={"width_ratios": [1, 1.3]})
+    draw_left(left)
+    plots.mse_bars(scores, highlight=highlight, ax=right)
+    return fig
+
+
+def _grid_student(exp: Experiment) -> Figure:
+    """The grid's best student of run 1, as the live retrain panel of lesson 03 shows it."""
+    part2, grid = exp.expert_teacher(), exp.grid_search()
+    net = grid.models[grid.best][0]
+    scores = _compare_scores([grid, part2], [grid.best, SCRATCH, DISTILLED_EXPERT])
+    return _beside_scores(
+        lambda ax: plots.pred_vs_true(net, exp.data, ax=ax, label=grid.best,
+                                      color=color(grid.best)),
+        scores, grid.best)
+
+
+def _lgr_student(exp: Experiment) -> Figure:
+    """The L_GR student of run 1: its loss terms and its MSE, as lesson 04's panel shows."""
+    final = exp.gradient_regularisation()
+    history = final.history[(final.history["model"] == LGR) & (final.history["run"] == 1)]
+    scores = _compare_scores([final], [LGR, final.best, SCRATCH])
+    return _beside_scores(lambda ax: plots.loss_curves(history, ax=ax), scores, LGR)
+
+
+def _teacher_curves(exp: Experiment, kinds) -> Figure:
+    import pandas as pd
+
+    frames = [exp.teacher_history(kind) for kind in kinds]
+    names = [frame["model"].iloc[0] for frame in frames]
+    return plots.learning_curves(pd.concat(frames), names, noise_var=exp.settings.noise ** 2)
+
+
+def _gradient_shares(exp: Experiment) -> Figure:
+    final = exp.gradient_regularisation()
+    norms = term_gradient_norms(final.models[LGR][0], exp.teachers("expert")[0],
+                                exp.data.X_train, exp.data.y_train, exp.settings.gr_weights)
+    return plots.gradient_shares(norms)
+
+
+def _costs(exp: Experiment) -> Figure:
+    exp.jacobian_matching()
+    costs, mse = exp.cost_comparison([SCRATCH, exp.model_selection().chosen, JAC],
+                                     min_run_time=0.2)
+    return plots.cost_vs_error(costs, mse)
+
+
+def _tests(stage) -> list:
+    return list(stage.tests.values())
+
+
+FIGURES: list[TalkFigure] = [
+    TalkFigure("00_target_slices", "The target, one feature at a time",
+               lambda exp: plots.target_slices(n_features=exp.settings.n_features)),
+    TalkFigure("00_interaction", "The interaction term sin(x0·x1)",
+               lambda exp: plots.interaction_heatmap("interaction")),
+    TalkFigure("00_target_heatmap", "The target over (x0, x1)",
+               lambda exp: plots.interaction_heatmap("target")),
+    TalkFigure("00_noisy_samples", "Noisy labels against the noiseless target",
+               lambda exp: plots.noisy_samples(data=exp.data)),
+    TalkFigure("00_data_explorer", "The data explorer: a slice and the noise",
+               lambda exp: plots.data_explorer_figure(0, exp.settings.noise)),
+    TalkFigure("01_mse_by_model", "Part 1: test MSE of every run",
+               lambda exp: plots.mse_by_model(exp.standard_teacher())),
+    TalkFigure("01_predictions", "Part 1: predictions and residuals",
+               lambda exp: plots.prediction_panels(exp.standard_teacher(), exp.data, run=0)),
+    TalkFigure("01_loss_curves", "Part 1: the distilled student's loss terms",
+               lambda exp: plots.loss_curves(exp.standard_teacher(), model=DISTILLED)),
+    TalkFigure("01_paired_differences", "Part 1: distilled minus scratch, run by run",
+               lambda exp: plots.paired_differences(_tests(exp.standard_teacher()))),
+    TalkFigure("01_teacher_memorises", "The standard teacher: training and test MSE",
+               lambda exp: _teacher_curves(exp, ["teacher"])),
+    TalkFigure("01_fresh_inputs", "Distilling on fresh inputs: paired differences",
+               lambda exp: plots.paired_differences(
+                   _tests(exp.fresh_inputs_stage("teacher"))[:3])),
+    TalkFigure("02_mse_by_model", "Part 2: test MSE of every run",
+               lambda exp: plots.mse_by_model(exp.expert_teacher())),
+    TalkFigure("02_predictions", "Part 2: teachers and students, point by point",
+               lambda exp: plots.prediction_panels(
+                   [exp.standard_teacher(), exp.expert_teacher()], exp.data,
+                   names=[TEACHER, EXPERT, SCRATCH, DISTILLED_EXPERT])),
+    TalkFigure("02_paired_differences", "Part 2: paired differences",
+               lambda exp: plots.paired_differences(_tests(exp.expert_teacher()))),
+    TalkFigure("02_learning_curves", "Teacher and expert: training and test MSE",
+               lambda exp: _teacher_curves(exp, ["teacher", "expert"])),
+    TalkFigure("02_ablation", "Depth or regularisation: paired differences",
+               lambda exp: plots.paired_differences(_tests(exp.expert_ablation()))),
+    TalkFigure("02_fresh_inputs", "The expert's student on fresh inputs",
+               lambda exp: plots.prediction_panels(
+                   [exp.expert_teacher(), exp.fresh_inputs_stage("expert")], exp.data,
+                   names=[EXPERT, DISTILLED_EXPERT, FRESH["expert"]])),
+    TalkFigure("03_grid_search", "Part 3: the grid search over the weights",
+               lambda exp: plots.grid_search_bars(exp.grid_search())),
+    TalkFigure("03_learning_curves", "Grid students: training and test MSE per epoch",
+               lambda exp: plots.learning_curves(
+                   exp.grid_search().history, ["H=0.1_HP=0.9", "H=0.9_HP=0.1"],
+                   noise_var=exp.settings.noise ** 2)),
+    TalkFigure("03_validation_vs_test", "Choosing the weights on a validation split",
+               lambda exp: plots.validation_vs_test(exp.model_selection())),
+    TalkFigure("03_close_call", "h = 0.1 against h = 0.3, run by run (descriptive)",
+               lambda exp: plots.paired_differences(paired_test(
+                   exp.grid_search().results, "H=0.1_HP=0.9", "H=0.3_HP=0.7",
+                   descriptive=True))),
+    TalkFigure("03_retrained_student", "Part 3: the best grid student beside the others",
+               _grid_student),
+    TalkFigure("04_final_comparison", "Part 4: every student over the paired runs",
+               lambda exp: plots.final_boxplot(exp.gradient_regularisation())),
+    TalkFigure("04_loss_terms", "Part 4: the L_GR student's loss terms",
+               lambda exp: plots.loss_curves(exp.gradient_regularisation(), model=LGR)),
+    TalkFigure("04_weighted_loss_terms", "Part 4: each loss term times its weight",
+               lambda exp: plots.loss_curves(
+                   exp.gradient_regularisation(), model=LGR,
+                   weights=exp.gradient_regularisation().weights[LGR], total=True)),
+    TalkFigure("04_lgr_student", "Part 4: an L_GR student and its loss terms", _lgr_student),
+    TalkFigure("04_paired_differences", "Part 4: L_GR against its controls",
+               lambda exp: plots.paired_differences(_tests(exp.gradient_regularisation()))),
+    TalkFigure("04_gradient_shares", "How hard each loss term pulls", _gradient_shares),
+    TalkFigure("05_jacobian_matching", "L_JAC against the validation choice and L_GR",
+               lambda exp: plots.paired_differences(_tests(exp.jacobian_matching()))),
+    TalkFigure("05_feature_distillation", "L_FEAT against the validation choice",
+               lambda exp: plots.paired_differences(_tests(exp.feature_distillation()))),
+    TalkFigure("05_three_way_search", "The three-way search on its simplex",
+               lambda exp: plots.ternary_heatmap(
+                   exp.three_way_search("jac").validation, third="jac",
+                   chosen=exp.three_way_search("jac").chosen)),
+    TalkFigure("05_early_stopping", "Early stopping: paired differences",
+               lambda exp: plots.paired_differences(_tests(exp.early_stopping()))),
+    TalkFigure("05_costs", "What each model costs and what it gets right", _costs),
+]
+
+
+def by_name(names=None) -> list[TalkFigure]:
+    """The registry's entries named in ``names`` (all when None), in registry order."""
+    if names is None:
+        return list(FIGURES)
+    known = {f.name for f in FIGURES}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"no figure named {', '.join(unknown)}; "
+                         f"the figures are: {', '.join(sorted(known))}")
+    return [f for f in FIGURES if f.name in set(names)]
+
+
+def _fit_titles(fig: Figure) -> None:
+    """Wrap each axes title that is wider than its axes (large fonts, narrow panels)."""
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        room = ax.get_window_extent(renderer).width
+        width = ax.title.get_window_extent(renderer).width
+        if ax.title.get_text() and width > room:
+            lines = ax.title.get_text().splitlines()
+            chars = max(8, int(max(map(len, lines)) * room / width))
+            ax.title.set_text("\n".join(textwrap.fill(line, chars) for line in lines))
+
+
+def draw(entry: TalkFigure, exp: Experiment) -> Figure:
+    """One registry figure under the talk context, resized to :data:`TALK_SIZE`."""
+    with matplotlib.rc_context():
+        plots.use_style()
+        sns.set_context("talk")
+        fig = entry.draw(exp)
+        fig.set_size_inches(*TALK_SIZE)
+        fig.tight_layout()
+        _fit_titles(fig)
+        fig.tight_layout()
+    return fig
+
+
+def small_texts(fig: Figure, min_pt: float = MIN_FONT_PT) -> list[str]:
+    """Visible texts of ``fig`` set smaller than ``min_pt`` points, as ``'text' (size)``."""
+    found = []
+    for text in fig.findobj(Text):
+        if text.get_visible() and text.get_text().strip() and text.get_fontsize() < min_pt:
+            found.append(f"{text.get_text()!r} ({text.get_fontsize():.1f} pt)")
+    return found
+
+
+def overflow_inches(fig: Figure) -> float:
+    """How far (inches) what ``fig`` draws reaches past its edges: 0 when nothing is cut."""
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())
+    edge = fig.bbox_inches
+    return max(0.0, edge.x0 - drawn.x0, drawn.x1 - edge.x1, edge.y0 - drawn.y0,
+               drawn.y1 - edge.y1)
+
+
+def _save_atomic(fig: Figure, path: Path, fmt: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt, dpi=DPI)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_figures(exp: Experiment, out, names=None, formats=FORMATS,
+                  progress: bool = True) -> list[Path]:
+    """Draw the registry's figures (all, or those in ``names``) and write each as
+    ``out/<name>.<format>``; returns the paths written."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"formats must be among {', '.join(FORMATS)}, got {list(formats)}")
+    entries = by_name(names)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in tqdm(entries, desc="talk figures", disable=not progress):
+        fig = draw(entry, exp)
+        try:
+            for fmt in formats:
+                path = out / f"{entry.name}.{fmt}"
+                _save_atomic(fig, path, fmt)
+                written.append(path)
+        finally:
+            plt.close(fig)
+    return written

@@ -1,0 +1,481 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet, TeacherNet
+from kdteach.core.train import evaluate
+from kdteach.protocol import experiment as experiments
+from kdteach.protocol.cache import CacheWarning
+from kdteach.protocol.experiment import (
+    DISTILLED,
+    DISTILLED_EXPERT,
+    DISTILLED_REGULARISED,
+    EXPERT,
+    FRESH,
+    HP_ONLY,
+    LGR,
+    REGULARISED,
+    SCRATCH,
+    TEACHER,
+    Experiment,
+    all_results,
+    grid_name,
+    initial_student,
+    initial_teacher,
+)
+from kdteach.protocol.settings import get_settings
+
+
+def tiny(**changes):
+    fields = {"n_runs": 2, "epochs_teacher": 2, "epochs_student": 2, **changes}
+    return get_settings("quick", device="cpu", **fields)
+
+
+def same_weights(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_initial_states_follow_the_originals_order():
+    torch.manual_seed(3)
+    student = StudentNet()
+    teacher = TeacherNet()
+    torch.manual_seed(3)
+    expert = ExpertTeacherNet()
+    assert same_weights(initial_student(3), student)
+    assert same_weights(initial_teacher("teacher", 3), teacher)
+    assert same_weights(initial_teacher("expert", 3), expert)
+    # the ablation teacher has the standard teacher's layers and initial weights
+    assert same_weights(initial_teacher("regularised", 3), teacher)
+    assert type(initial_teacher("regularised", 3)) is RegularisedTeacherNet
+    assert not same_weights(initial_student(3), initial_student(4))
+    with pytest.raises(ValueError, match="teacher kind"):
+        initial_teacher("wizard", 0)
+
+
+def test_initial_states_leave_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    initial_student(0)
+    initial_teacher("expert", 1)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
+    seen = []
+    original = experiments.train_many
+
+    def spy(nets, *args, **kwargs):
+        if isinstance(nets[0], StudentNet):
+            seen.append(([n.state_dict() for n in nets], kwargs["labels"]))
+        return original(nets, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "train_many", spy)
+    exp = Experiment(tiny(), cache=False, progress=False)
+    exp.grid_search()
+    states, labels = seen[0]
+    assert len(states) == 2 * 5
+    for state, label in zip(states, labels):
+        run = int(label.split()[1].rstrip(":")) - 1  # labels read "run 1: <model>"
+        ref = initial_student(run).state_dict()
+        assert all(torch.equal(state[k], ref[k]) for k in ref)
+
+
+def test_stage_results_use_the_originals_names_and_shapes(tmp_path):
+    exp = Experiment(tiny(), cache=tmp_path, progress=False)
+    stages = exp.reproduce()
+    names = set(all_results(stages))
+    grid = {grid_name(w) for w in exp.settings.grid_weights}
+    assert grid == {"H=0.1_HP=0.9", "H=0.3_HP=0.7", "H=0.5_HP=0.5", "H=0.7_HP=0.3", "H=0.9_HP=0.1"}
+    assert names == {TEACHER, SCRATCH, DISTILLED, EXPERT, DISTILLED_EXPERT, LGR} | grid
+    for result in stages.values():
+        for data in result.results.values():
+            assert len(data["mse"]) == len(data["r2"]) == 2
+            assert np.all(np.isfinite(data["mse"]))
+        runs = result.runs
+        assert list(runs.columns) == ["stage", "model", "run", "hard", "hp", "gr", "mse", "r2"]
+        assert set(runs["run"]) == {1, 2}  # runs are numbered from 1 wherever people read them
+        assert isinstance(result.summary, pd.DataFrame) and result.report()
+    part2 = stages["expert_teacher"]
+    assert part2.tests["distilled from expert vs scratch"].alternative == "less"
+    final = stages["gradient_regularisation"]
+    # the original's L_GR comparison has a partner chosen on the test set: descriptive only
+    original_test = final.tests["L_GR vs best L_HP"]
+    assert original_test.descriptive and original_test.p is None
+    matched = final.tests["L_GR vs matched L_HP (0.3/0.7)"]
+    assert (matched.b, matched.alternative, matched.descriptive) == (DISTILLED_EXPERT, "two-sided",
+                                                                     False)
+    assert stages["grid_search"].tests["best vs worst grid point"].descriptive
+    assert final.best == stages["grid_search"].summary.iloc[0]["Weights"]
+    hist = final.history
+    assert list(hist.columns) == ["model", "run", "epoch", "term", "loss"]
+    assert set(hist["term"]) == {"hard", "hp", "gr", "total", "heldout"}
+    assert set(hist["model"]) == {LGR} and set(hist["run"]) == {1, 2}
+    assert hist["epoch"].max() == 2
+
+
+def test_a_stage_runs_alone_then_comes_from_the_cache(tmp_path, monkeypatch):
+    first = Experiment(tiny(), cache=tmp_path, progress=False).gradient_regularisation()
+    names = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("*.pt"))
+    assert names == [
+        "expert-run0", "expert-run1", "students-expert_teacher",
+        "students-gradient_regularisation", "students-grid_search", "students-standard_teacher",
+        "teacher-run0", "teacher-run1",
+    ]
+    again = Experiment(tiny(), cache=tmp_path, progress=False)
+    assert set(again.teacher_history("expert")["run"]) == {1, 2}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("everything should come from the cache")
+
+    monkeypatch.setattr(experiments, "train_many", no_training)
+    again = Experiment(tiny(), cache=tmp_path, progress=False).gradient_regularisation()
+    assert again.results == first.results
+
+
+def test_changed_settings_do_not_reuse_the_cache(tmp_path):
+    Experiment(tiny(), cache=tmp_path, progress=False).teachers("teacher")
+    before = set(tmp_path.glob("*.pt"))
+    Experiment(tiny(epochs_teacher=3), cache=tmp_path, progress=False).teachers("teacher")
+    assert len(set(tmp_path.glob("*.pt")) - before) == 2
+
+
+def close_weights(a, b, atol=1e-4):
+    """Equal up to rounding: Adam turns last-bit gradient differences on near-zero gradients
+    into at most about one step of the learning rate (1e-4 for teachers)."""
+    pairs = zip(a.state_dict().values(), b.state_dict().values())
+    return all(torch.allclose(p, q, rtol=0, atol=atol) for p, q in pairs)
+
+
+def test_corrupt_teacher_checkpoint_is_rebuilt(tmp_path):
+    exp = Experiment(tiny(), cache=tmp_path, progress=False)
+    original = exp.teachers("expert")
+    path = next(tmp_path.glob("expert-run1-*.pt"))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(CacheWarning, match="expert-run1"):
+        rebuilt = Experiment(tiny(), cache=tmp_path, progress=False).teachers("expert")
+    assert type(rebuilt[1]) is ExpertTeacherNet
+    assert same_weights(rebuilt[0], original[0])  # the valid entry was loaded as stored
+    # run 1 was retrained alone rather than in a stack of two: same numbers up to rounding
+    assert close_weights(rebuilt[1], original[1])
+    assert Experiment(tiny(), cache=tmp_path, progress=False).teachers("expert")  # now valid
+
+
+def test_a_runs_teacher_does_not_depend_on_the_other_runs():
+    one = Experiment(tiny(n_runs=1), cache=False, progress=False).teachers("expert")
+    three = Experiment(tiny(n_runs=3), cache=False, progress=False).teachers("expert")
+    assert close_weights(one[0], three[0])
+    assert not close_weights(three[0], three[1], atol=1e-2)
+
+
+def test_same_settings_give_bit_identical_results_twice():
+    a = Experiment(tiny(), cache=False, progress=False).expert_teacher()
+    b = Experiment(tiny(), cache=False, progress=False).expert_teacher()
+    assert a.results == b.results
+
+
+def test_unknown_stage():
+    with pytest.raises(ValueError, match="valid stages"):
+        Experiment(tiny(), cache=False, progress=False).run("part5")
+
+
+# ---------------------------------------------------------------- the lessons' stages
+
+
+@pytest.fixture(scope="module")
+def lessons(tmp_path_factory):
+    exp = Experiment(tiny(), cache=tmp_path_factory.mktemp("cache"), progress=False)
+    return exp, {stage: exp.run(stage) for stage in experiments.LESSON_STAGES}
+
+
+def test_heldout_mse_per_epoch_is_the_test_mse_of_the_final_weights(lessons):
+    exp, _ = lessons
+    history = exp.teacher_history("teacher")
+    last = history[(history["term"] == "heldout") & (history["epoch"] == 2)]
+    for run, net in enumerate(exp.teachers("teacher"), start=1):
+        value = last[last["run"] == run]["loss"].item()
+        assert value == pytest.approx(evaluate(net, exp.data.X_test, exp.data.y_test)["mse"],
+                                      rel=1e-5)
+
+
+def test_fresh_inputs_students_take_the_same_number_of_steps(lessons, monkeypatch):
+    exp, stages = lessons
+    result = stages["fresh_inputs_teacher"]
+    assert set(result.results) == {TEACHER, SCRATCH, DISTILLED, HP_ONLY["teacher"],
+                                   FRESH["teacher"]}
+    assert len(exp.fresh_inputs()) == exp.settings.fresh_factor * len(exp.data.X_train)
+    seen = {}
+    original = experiments.train_many
+
+    def spy(nets, X, *args, **kwargs):
+        seen[kwargs["labels"][0]] = (len(X), kwargs["num_epochs"], kwargs["batch_size"])
+        return original(nets, X, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "train_many", spy)
+    settings = tiny(epochs_student=10)
+    Experiment(settings, cache=False, progress=False).fresh_inputs_stage("teacher")
+    (n_only, e_only, b), (n_fresh, e_fresh, _) = (
+        seen[f"run 1: {HP_ONLY['teacher']}"], seen[f"run 1: {FRESH['teacher']}"])
+    assert n_fresh == 5 * n_only and e_only == 10 and e_fresh == 2
+    assert -(-n_only // b) * e_only == pytest.approx(-(-n_fresh // b) * e_fresh, rel=0.05)
+
+
+def test_expert_ablation_pairs_the_regularised_teacher_with_the_standard_one(lessons):
+    exp, stages = lessons
+    result = stages["expert_ablation"]
+    assert {REGULARISED, TEACHER, EXPERT, DISTILLED_REGULARISED} <= set(result.results)
+    assert exp.teacher_key("regularised", 0)["weight_decay"] == exp.settings.weight_decay_expert
+    assert exp.teacher_key("regularised", 0)["shuffle"] == "teacher"
+    assert all(type(net) is RegularisedTeacherNet for net in exp.teachers("regularised"))
+    assert result.tests["regularised teacher vs teacher"].alternative == "two-sided"
+
+
+def test_model_selection_chooses_on_validation_never_on_test(lessons, monkeypatch):
+    exp, stages = lessons
+    result = stages["model_selection"]
+    table = result.validation
+    assert list(table.columns) == ["Weights", "Mean validation MSE", "Mean test MSE"]
+    assert result.chosen == table.iloc[0]["Weights"]
+    assert table["Mean validation MSE"].is_monotonic_increasing
+    X_fit, _, X_val, _ = exp.validation()
+    assert len(X_fit) + len(X_val) == len(exp.data.X_train)
+    # the choice follows the validation numbers even when the test set disagrees
+    grid = exp.grid_search()
+    flipped = {n: {"mse": [-v for v in d["mse"]], "r2": d["r2"]} for n, d in grid.results.items()}
+    monkeypatch.setattr(grid, "results", flipped)
+    exp._stages.pop("model_selection")
+    again = exp.model_selection()
+    assert again.chosen == result.chosen
+
+
+def test_retrain_student_reproduces_the_stage_student_it_matches(lessons):
+    exp, _ = lessons
+    result = exp.retrain_student({"hard": 1.0}, run=1, progress=False)
+    assert result["role"] == SCRATCH and result["teacher"] is None
+    assert result["mse"] == pytest.approx(exp.standard_teacher().results[SCRATCH]["mse"][1],
+                                          rel=1e-4)
+    # the teacher kind is part of the bookkeeping: 0.3/0.7 from the standard teacher is
+    # part 1's student, from the expert part 2's
+    assert exp.retrain_student({"hard": 0.3, "hp": 0.7}, teacher="teacher",
+                               progress=False)["role"] == DISTILLED
+    from_expert = exp.retrain_student({"hard": 0.3, "hp": 0.7}, teacher="expert",
+                                      progress=False)
+    assert from_expert["role"] == DISTILLED_EXPERT
+    assert from_expert["mse"] == pytest.approx(
+        exp.expert_teacher().results[DISTILLED_EXPERT]["mse"][0], rel=1e-4)
+    other = exp.retrain_student({"hard": 0.25, "hp": 0.75}, teacher="teacher", progress=False)
+    assert other["role"] == "Student (hard=0.25, hp=0.75, from teacher)"
+
+
+def test_retrain_student_records_terms_heldout_and_batch_size(lessons):
+    exp, _ = lessons
+    result = exp.retrain_student({"hard": 0.2, "hp": 0.5, "gr": 3.0}, batch_size=64,
+                                 progress=False)
+    assert result["weights"] == {"hard": 0.2, "hp": 0.5, "gr": 3.0}
+    assert result["batch_size"] == 64 and result["epochs"] == 2 and result["run"] == 0
+    assert set(result["history"]["term"]) == {"hard", "hp", "gr", "total", "heldout"}
+    assert result["mse"] == pytest.approx(evaluate(result["net"], exp.data.X_test,
+                                                   exp.data.y_test)["mse"])
+
+
+def test_retrain_with_zero_epochs_is_the_initial_student(lessons):
+    exp, _ = lessons
+    result = exp.retrain_student({"hard": 0.5, "hp": 0.5}, epochs=0, progress=False)
+    for p, q in zip(result["net"].parameters(), initial_student(0).parameters()):
+        assert torch.equal(p.detach().cpu(), q)
+    assert result["history"].empty
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"weights": {"hard": 0.0, "hp": 0.0}}, "at least one loss weight must be > 0"),
+    ({"weights": {"hard": 0.3}, "epochs": -1}, "epochs"),
+    ({"weights": {"hard": 0.3}, "run": 7}, "run must be one of run 1..run 2"),
+    ({"weights": {"hard": 0.3}, "teacher": "wizard"}, "teacher kind"),
+    ({"weights": {"hard": 0.3}, "batch_size": 5000}, "batch_size"),
+    ({"weights": {"hard": -0.5}}, "'hard'"),
+])
+def test_retrain_student_rejects_what_cannot_be_trained(lessons, kwargs, message):
+    exp, _ = lessons
+    with pytest.raises(ValueError, match=message):
+        exp.retrain_student(progress=False, **kwargs)
+
+
+def test_last_epoch_averages_each_models_final_terms(lessons):
+    exp, stages = lessons
+    table = experiments.last_epoch(exp.standard_teacher().history)
+    assert list(table.index) == [SCRATCH, DISTILLED]
+    assert list(table.columns) == ["hard", "hp", "total", "heldout"]
+    h = exp.standard_teacher().history
+    expected = h[(h.model == DISTILLED) & (h.term == "hp") & (h.epoch == 2)]["loss"].mean()
+    assert table.loc[DISTILLED, "hp"] == pytest.approx(expected)
+    assert np.isnan(table.loc[SCRATCH, "hp"])  # scratch has no L_HP term
+    fresh = experiments.last_epoch(stages["fresh_inputs_teacher"].history)
+    assert set(fresh.index) == {HP_ONLY["teacher"], FRESH["teacher"]}
+
+
+def test_fit_summary_scores_training_and_test_sets_in_eval_mode(lessons):
+    exp, _ = lessons
+    experts = exp.teachers("expert")
+    table = exp.fit_summary({EXPERT: experts})
+    assert list(table.columns) == ["training MSE", "test MSE", "training MSE / σ²"]
+    train_mse = np.mean([evaluate(n, exp.data.X_train, exp.data.y_train)["mse"] for n in experts])
+    assert table.loc[EXPERT, "training MSE"] == pytest.approx(train_mse)
+    assert table.loc[EXPERT, "training MSE / σ²"] == pytest.approx(train_mse / 0.01)
+    again = exp.fit_summary({EXPERT: experts})  # dropout off: the same numbers twice
+    assert again.equals(table)
+
+
+# ---------------------------------------------------------------- going further (05)
+
+
+@pytest.fixture(scope="module")
+def further(tmp_path_factory):
+    exp = Experiment(tiny(), cache=tmp_path_factory.mktemp("cache"), progress=False)
+    return exp
+
+
+def test_jacobian_and_feature_students_are_compared_with_the_validation_choice(further):
+    exp = further
+    chosen = exp.model_selection().chosen
+    for stage, name in ((exp.jacobian_matching(), experiments.JAC),
+                        (exp.feature_distillation(), experiments.FEAT)):
+        assert stage.chosen == chosen and name in stage.results and chosen in stage.results
+        main = stage.tests[f"{name} vs validation-chosen L_HP"]
+        assert (main.a, main.b, main.alternative, main.descriptive) == (name, chosen,
+                                                                        "two-sided", False)
+        assert all(isinstance(net, StudentNet) for net in stage.models[name])
+    assert exp.jacobian_matching().weights[experiments.JAC] == {"hard": 0.2, "hp": 0.5,
+                                                                "jac": 0.3}
+    assert exp.feature_distillation().weights[experiments.FEAT] == exp.settings.feat_weights
+
+
+def test_three_way_points_cover_the_simplex_at_step_a_tenth(further):
+    points = further.three_way_points("jac")
+    assert len(points) == 66
+    assert all(abs(sum(p.values()) - 1) < 1e-9 for p in points)
+    assert {"hard": 0.0, "hp": 0.0, "jac": 1.0} in points and {"hard": 1.0, "hp": 0.0,
+                                                                "jac": 0.0} in points
+
+
+def test_three_way_search_chooses_on_validation(further, monkeypatch):
+    exp = further
+    # a smaller simplex keeps the test fast; the choice logic is the same
+    monkeypatch.setattr(exp, "three_way_points", lambda term: [
+        {"hard": 0.5, "hp": 0.5, term: 0.0}, {"hard": 0.2, "hp": 0.5, term: 0.3},
+        {"hard": 0.0, "hp": 0.0, term: 1.0}])
+    result = exp.three_way_search("jac")
+    table = result.validation
+    best = table.loc[table["Mean validation MSE"].idxmin(), "Weights"]
+    assert result.chosen == best and len(table) == 3
+    row = table[table["Weights"] == best].iloc[0]
+    assert result.weights[experiments.THREE_WAY] == {
+        t: float(row[t]) for t in ("hard", "hp", "jac") if row[t] > 0}
+    assert "3-way vs validation-chosen L_HP" in result.tests
+
+
+def test_early_stopping_restores_the_best_validation_epoch(tmp_path):
+    exp = Experiment(tiny(epochs_student=6, patience=50), cache=tmp_path, progress=False)
+    result = exp.early_stopping()
+    X_fit, y_fit, X_val, y_val = exp.validation()
+    best = exp.best_epochs["early_stopping"]
+    for kind in ("scratch", "distilled"):
+        stopped, plain = experiments.STOPPED[kind], experiments.FIT[kind]
+        assert all(1 <= b <= 6 for b in best[stopped])
+        for run in range(2):
+            # same start and batches: the stopped student is never worse on validation
+            v_stopped = evaluate(result.models[stopped][run], X_val, y_val)["mse"]
+            v_plain = evaluate(result.models[plain][run], X_val, y_val)["mse"]
+            assert v_stopped <= v_plain + 1e-7
+            if best[stopped][run] == 6:
+                assert v_stopped == pytest.approx(v_plain, rel=1e-6)
+    assert result.tests["early stopped vs all epochs (scratch)"].alternative == "two-sided"
+    # the best epochs come back from the cache too
+    again = Experiment(tiny(epochs_student=6, patience=50), cache=tmp_path, progress=False)
+    again.early_stopping()
+    assert again.best_epochs["early_stopping"] == best
+
+
+def test_cost_comparison_repeats_the_students_costs_and_collects_their_errors(further):
+    exp = further
+    exp.jacobian_matching()
+    table, mse = exp.cost_comparison([SCRATCH, experiments.JAC], min_run_time=0.01)
+    assert list(table["Model"]) == [TEACHER, EXPERT, SCRATCH, experiments.JAC]
+    assert list(table["parameters"]) == [109_825, 126_337, 6_977, 6_977]
+    assert (table["latency batch 1 (µs)"] > 0).all()
+    assert mse[experiments.JAC] == exp.jacobian_matching().results[experiments.JAC]["mse"]
+    with pytest.raises(ValueError, match="run the stages"):
+        exp.cost_comparison(["Student (nobody)"], min_run_time=0.01)
+
+
+def test_overlapping_teachers_changes_no_number_and_restores_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = Experiment(tiny(), cache=False, progress=False).reproduce()
+        torch.set_num_threads(2)
+        overlapped = Experiment(tiny(), cache=False, progress=False).reproduce(
+            overlap_teachers=True)
+        assert torch.get_num_threads() == 2  # the one-thread setting is undone
+    finally:
+        torch.set_num_threads(before)
+    assert experiments.all_results(overlapped) == experiments.all_results(alone)
+    for stage in alone:
+        for name, nets in alone[stage].models.items():
+            for a, b in zip(nets, overlapped[stage].models[name]):
+                assert close_weights(a, b, atol=0.0)
+
+
+def test_an_error_in_the_teachers_thread_reaches_the_caller(monkeypatch):
+    exp = Experiment(tiny(), cache=False, progress=False)
+    real = exp._teachers_now
+
+    def failing(kind, stop=None):
+        if kind == "expert":
+            raise RuntimeError("expert training failed")
+        return real(kind, stop)
+
+    monkeypatch.setattr(exp, "_teachers_now", failing)
+    with pytest.raises(RuntimeError, match="expert training failed"):
+        exp.reproduce(overlap_teachers=True)
+
+
+def test_teachers_in_background_are_the_teachers_trained_in_the_foreground():
+    exp = Experiment(tiny(), cache=False, progress=False)
+    exp.teachers_in_background("expert")
+    exp.teachers_in_background("expert")  # already under way: nothing new starts
+    background = exp.teachers("expert")
+    foreground = Experiment(tiny(), cache=False, progress=False).teachers("expert")
+    for a, b in zip(background, foreground):
+        assert close_weights(a, b, atol=0.0)
+    with pytest.raises(ValueError, match="unknown teacher kind"):
+        exp.teachers_in_background("giant")
+
+
+def test_an_error_in_part_1_stops_the_teachers_training_alongside(monkeypatch):
+    import threading
+
+    exp = Experiment(tiny(epochs_teacher=10_000), cache=False, progress=False)
+    monkeypatch.setattr(exp, "standard_teacher",
+                        lambda: (_ for _ in ()).throw(RuntimeError("part 1 failed")))
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        exp.reproduce(overlap_teachers=True)  # would take minutes if the experts trained on
+    assert not [t for t in threading.enumerate() if t.name == "kdteach-alongside"]
+    assert "expert" not in exp._teachers
+
+
+def test_students_trained_in_background_are_used_by_their_stage(monkeypatch):
+    exp = Experiment(tiny(), cache=False, progress=False)
+    calls = []
+    real = exp._train_students_now
+
+    def counting(stage, *args, **kwargs):
+        calls.append(stage)
+        return real(stage, *args, **kwargs)
+
+    monkeypatch.setattr(exp, "_train_students_now", counting)
+    exp.students_in_background("gradient_regularisation", exp.lgr_jobs())
+    background = exp.gradient_regularisation()
+    assert calls.count("gradient_regularisation") == 1  # trained once, in the background
+    foreground = Experiment(tiny(), cache=False, progress=False).gradient_regularisation()
+    assert background.results == foreground.results

@@ -1,0 +1,135 @@
+"""Slide metadata by rules, and reveal.js decks that load nothing from the network."""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from kdteach.publish import slides
+from kdteach.publish.offline_html import STATIC, convert, remote_urls, remote_urls_of_page
+
+ROOT = Path(__file__).resolve().parents[2]
+LESSONS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+LOCAL_REF = re.compile(r"""<(?:script|link)[^>]+(?:src|href)=["']([^"':]+?)(?:\?[^"']*)?["']""")
+
+
+def lesson_like():
+    return new_notebook(cells=[
+        new_markdown_cell("# 07 · A lesson\n\nWhat it covers, with $x^2$."),  # slide
+        new_markdown_cell("## 1. First idea\n\nProse."),  # slide
+        new_code_cell("# extra code: the plot style\nplots.use_style()"),  # skip
+        new_code_cell("run()"),  # subslide (code)
+        new_code_cell("table()"),  # subslide (code)
+        new_markdown_cell("More prose about the table."),  # subslide (markdown after code)
+        new_markdown_cell("And a second paragraph."),  # - (markdown after markdown)
+        new_code_cell("fig()"),  # subslide
+        new_markdown_cell("### A detail\n\nText."),  # subslide
+        new_code_cell("detail()"),  # subslide
+        new_markdown_cell("Closing words.\n\n## Takeaways\n\n- one\n\n## Try it\n\n1. a\n2. b"),
+    ])
+
+
+EXPECTED = ["slide", "slide", "skip", "subslide", "subslide", "subslide", "-", "subslide",
+            "subslide", "subslide", "slide"]
+
+
+def test_rules_give_each_cell_its_slide_type():
+    assert slides.slide_types(lesson_like()) == EXPECTED
+
+
+def test_a_heading_after_code_and_raw_cells():
+    nb = new_notebook(cells=[new_code_cell("x = 1"), new_markdown_cell("## Next"),
+                             nbformat.v4.new_raw_cell("raw"), new_code_cell("y = 2")])
+    assert slides.slide_types(nb) == ["slide", "slide", "skip", "subslide"]
+
+
+def test_tag_writes_the_rules_and_check_finds_departures():
+    nb = lesson_like()
+    assert len(slides.problems(nb)) == len(nb.cells)  # nothing tagged yet
+    assert slides.tag(nb) == len(nb.cells)
+    assert slides.current_types(nb) == EXPECTED and slides.problems(nb) == []
+    assert slides.tag(nb) == 0  # idempotent
+    nb.cells[4].metadata["slideshow"]["slide_type"] = "fragment"
+    (problem,) = slides.problems(nb)
+    assert "cell 4" in problem and "'fragment'" in problem and "'subslide'" in problem
+
+
+def test_tag_files_rewrites_only_changed_notebooks(tmp_path):
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(lesson_like(), path)
+    assert slides.tag_files([path]) == {path: len(EXPECTED)}
+    before = path.read_bytes()
+    path.touch()
+    assert slides.tag_files([path]) == {path: 0}
+    assert path.read_bytes() == before and not list(tmp_path.glob(".*"))
+    assert slides.current_types(nbformat.read(path, as_version=4)) == EXPECTED
+
+
+def test_command_line_check_and_tag(tmp_path, capsys):
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(lesson_like(), path)
+    assert slides.main(["check", str(path)]) == 1
+    assert "break the slide rules" in capsys.readouterr().out
+    assert slides.main(["tag", str(path)]) == 0
+    assert slides.main(["check", str(path)]) == 0
+    assert slides.main(["check", str(tmp_path / "missing.ipynb")]) == 2
+    assert "no notebook at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_every_lesson_carries_slide_metadata_by_the_rules(path):
+    nb = nbformat.read(path, as_version=4)
+    bad = slides.problems(nb)
+    assert not bad, (f"{len(bad)} cell(s) of {path.name} break the slide rules; run "
+                     f"python -m kdteach.publish.slides tag notebooks/*.ipynb\n" + "\n".join(bad))
+
+
+def test_lessons_exist():
+    assert len(LESSONS) >= 5
+
+
+def _check_offline(page: Path):
+    assert remote_urls_of_page(page) == []
+    text = page.read_text(encoding="utf-8")
+    for ref in LOCAL_REF.findall(text):
+        assert (page.parent / ref).is_file(), f"{page.name} refers to a missing {ref}"
+
+
+def test_lesson_decks_build_with_no_remote_script_or_style(tmp_path):
+    decks = slides.build_decks(LESSONS, tmp_path / "slides")
+    assert [d.name for d in decks] == [f"{p.stem}.slides.html" for p in LESSONS]
+    for deck, lesson in zip(decks, LESSONS):
+        _check_offline(deck)
+        text = deck.read_text(encoding="utf-8")
+        title = nbformat.read(lesson, as_version=4).cells[0].source.splitlines()[0][2:]
+        assert title.split("·")[-1].strip().split("(")[0].strip() in text
+        assert f"{STATIC}/revealjs/dist/reveal.js" in text and "MathJax.js" in text
+        assert "application/vnd.jupyter.widget-view+json" not in text  # drawn, not scripted
+    assert (tmp_path / "slides" / STATIC / "revealjs" / "plugin" / "notes" / "notes.js").is_file()
+
+
+def test_nbconverts_own_template_would_fetch_from_the_network():
+    from nbconvert import SlidesExporter
+
+    nb = lesson_like()
+    body, _ = SlidesExporter().from_notebook_node(nb)
+    urls = remote_urls(body)
+    assert any("reveal.js" in u for u in urls) and any("mathjax" in u.lower() for u in urls)
+    assert remote_urls(convert(nb, "slides", "lesson")) == []
+
+
+def test_build_refuses_untagged_notebooks_and_mermaid(tmp_path):
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(lesson_like(), path)
+    with pytest.raises(ValueError, match="break the slide rules.*kdteach.publish.slides tag"):
+        slides.build_decks([path], tmp_path / "out")
+    nb = lesson_like()
+    nb.cells.insert(1, new_markdown_cell("```mermaid\ngraph TD; A-->B\n```"))
+    slides.tag(nb)
+    nbformat.write(nb, path)
+    with pytest.raises(ValueError, match="mermaid diagram cannot be drawn offline"):
+        slides.build_decks([path], tmp_path / "out")
+    with pytest.raises(ValueError, match="no notebooks"):
+        slides.build_decks([], tmp_path / "out")
