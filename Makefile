@@ -90,7 +90,8 @@ notebooks: $(STAMP)
 exercises: $(STAMP)
 	$(CPU_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.record_timing=False notebooks/solutions/*.ipynb
-	$(BIN)/python -m kdteach.publish.learner_notebooks
+	$(BIN)/python -m kdteach.publish.learner_notebooks --solutions notebooks/solutions \
+		--exercises notebooks/exercises --package-data kdteach/exercises/solutions.json
 
 slides: $(STAMP)
 	$(BIN)/python -m kdteach.publish.slides build notebooks/*.ipynb --out slides

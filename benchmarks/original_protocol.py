@@ -54,15 +54,17 @@ from sklearn.metrics import mean_squared_error
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-from kdteach.protocol.experiment import (  # the original's model names and stage order
+from kdteach.protocol.names import (  # the original's model names
     DISTILLED,
     DISTILLED_EXPERT,
     EXPERT,
     LGR,
     SCRATCH,
-    STAGES,
     TEACHER,
 )
+from kdteach.protocol.overlap import start_alongside
+from kdteach.protocol.results import merge
+from kdteach.protocol.stages import ORIGINAL as STAGES  # the original's stage order
 
 ORIGINAL_EPOCHS_TEACHER = 700
 ORIGINAL_EPOCHS_STUDENT = 600
@@ -311,14 +313,12 @@ def run_kdteach_stage(exp, stage: str, overlap: bool) -> None:
     shuffles it would draw alone."""
     with torch.random.fork_rng(devices=[]):
         if overlap:
-            exp.start_work_alongside(stage, STAGES)
+            start_alongside(exp, stage, STAGES)
         exp.run(stage)
 
 
 def kdteach_mse(exp) -> dict[str, list[float]]:
-    from kdteach.protocol.experiment import all_results
-
-    return {name: list(d["mse"]) for name, d in all_results(exp._stages).items()}
+    return {name: list(d["mse"]) for name, d in merge(exp.completed.values()).results.items()}
 
 
 # ------------------------------------------------------------------ the rest of the machine

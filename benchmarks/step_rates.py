@@ -36,9 +36,15 @@ from torch.utils import benchmark
 
 from kdteach.core.losses import mse
 from kdteach.core.resources import intra_op_threads
-from kdteach.core.stacked import PrefetchedDropout, StackedMLP, dropout_divisors
-from kdteach.core.train import _generator, _make_adam, dropout_shapes
-from kdteach.protocol.experiment import initial_student, initial_teacher
+from kdteach.core.stacked import (
+    PrefetchedDropout,
+    StackedMLP,
+    dropout_divisors,
+    dropout_shapes,
+    make_adam,
+)
+from kdteach.core.train import seeded_generator
+from kdteach.protocol.seeds import initial_student, initial_teacher
 
 KINDS = ("teacher", "expert", "student")
 MASKS = ("ahead", "inline", "none")  # how a dropout stack's masks are drawn
@@ -49,7 +55,7 @@ def stack_of(kind: str, n_models: int) -> StackedMLP:
             else [initial_teacher(kind, r) for r in range(n_models)])
     stack = StackedMLP.from_models(nets)
     if stack.spec.dropout:
-        stack.dropout_generators = [_generator(1000 + r) for r in range(n_models)]
+        stack.dropout_generators = [seeded_generator(1000 + r) for r in range(n_models)]
     return stack.train()
 
 
@@ -104,7 +110,7 @@ def step_function(stack: StackedMLP, batch: int):
     width = layer_shapes(stack)[0][0]
     X = torch.randn(stack.n_models, batch, width, generator=gen)
     y = torch.randn(stack.n_models, batch, 1, generator=gen)
-    optimizer = _make_adam(stack.parameters(), 1e-4, 0.0, fused=True)
+    optimizer = make_adam(stack.parameters(), 1e-4, 0.0, fused=True)
 
     def step():
         optimizer.zero_grad()

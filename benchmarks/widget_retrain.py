@@ -3,7 +3,7 @@
 For each widget (notebook 03's ``retrain_explorer``, grid ``"retrain"``; notebook 04's
 ``lgr_explorer``, grid ``"lgr"``) at the chosen profile, for run 1:
 
-* **prepare**: ``Experiment.slider_grid(name)`` with an empty cache, the one-off
+* **prepare**: ``slider_grid(exp, name)`` with an empty cache, the one-off
   preparation the notebook announces (training, scoring every snapshot, saving);
 * **prepared position**: a press of Retrain on a prepared position, driving the widget
   itself (lookup and figure, until the output area shows the result);
@@ -33,7 +33,9 @@ from pathlib import Path
 import torch
 
 from kdteach.lesson import widgets
+from kdteach.lesson.slider_grid import slider_grid
 from kdteach.protocol.experiment import Experiment
+from kdteach.protocol.keys import teacher_key
 from kdteach.protocol.settings import get_settings
 
 TARGET_SECONDS = 1.0  # a prepared position
@@ -76,7 +78,7 @@ def measure(settings, teacher_cache, repeats: int = 3) -> dict:
     start = time.perf_counter()
     source.teachers("expert")
     teacher_seconds = time.perf_counter() - start
-    expert_file = source.cache.path("expert-run0", source.teacher_key("expert", 0))
+    expert_file = source.cache.path("expert-run0", teacher_key(source.settings, "expert", 0))
     out = {"teacher_seconds": teacher_seconds, "prepare": {}, "prepared": {}}
     with tempfile.TemporaryDirectory() as folder:
         if expert_file.exists():  # a cache that could not be written leaves none
@@ -85,7 +87,7 @@ def measure(settings, teacher_cache, repeats: int = 3) -> dict:
         exp.teachers("expert")
         for name in EXPLORERS:
             start = time.perf_counter()
-            exp.slider_grid(name)
+            slider_grid(exp, name)
             out["prepare"][name] = time.perf_counter() - start
         for name, explorer in EXPLORERS.items():
             panel = explorer(exp, stages=[])

@@ -107,62 +107,16 @@ class ResultsNotWritten(OSError):
     """The results could not be written to ``--out``; what was there before is unchanged."""
 
 
-def _remove_quietly(path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _sync(path) -> None:
-    """Flush a written file to the disk, so a full disk is reported now, not at close."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_temporaries(targets: list) -> list:
-    """Write every ``(path, write)`` pair to a temporary file beside ``path``; returns the
-    ``(temporary, path)`` pairs. On a failure no temporary file is left behind."""
-    written = []
-    try:
-        for path, write in targets:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            written.append((tmp, path))
-            write(tmp)
-            _sync(tmp)
-    except BaseException:
-        for tmp, _ in written:
-            _remove_quietly(tmp)
-        raise
-    return written
-
-
-def _replace_all(written: list) -> None:
-    """Rename each temporary file into place (atomic, needs no space)."""
-    left = list(written)
-    try:
-        while left:
-            os.replace(*left[0])
-            left.pop(0)
-    except BaseException:
-        for tmp, _ in left:
-            _remove_quietly(tmp)
-        raise
-
-
 def results_document(settings, stages: dict) -> dict:
-    from kdteach.protocol.experiment import all_results, all_tests
+    from kdteach.protocol.results import merge
 
+    merged = merge(stages.values())
     return {
         "profile": settings.profile,
         "settings": settings.as_dict(),
         "timings_s": {name: round(r.seconds, 3) for name, r in stages.items()},
-        "models": all_results(stages),
-        "tests": {name: t.as_dict() for name, t in all_tests(stages).items()},
+        "models": merged.results,
+        "tests": {name: t.as_dict() for name, t in merged.tests.items()},
     }
 
 
@@ -176,6 +130,7 @@ def write_outputs(out: Path, settings, stages: dict) -> list[Path]:
     import pandas as pd
 
     from kdteach.lesson import plots
+    from kdteach.protocol.files import PartlyReplaced, write_all_atomic
 
     document = results_document(settings, stages)
     rows = pd.concat([r.runs for r in stages.values()], ignore_index=True)
@@ -198,7 +153,12 @@ def write_outputs(out: Path, settings, stages: dict) -> list[Path]:
             (out / name, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, format="png"))
         )
     try:
-        temporaries = _write_temporaries(targets)
+        return write_all_atomic(targets)
+    except PartlyReplaced as exc:
+        raise ResultsNotWritten(
+            f"cannot move the results into {out}/ ({exc.strerror or exc}); "
+            "some files there may be from this run and others from before: run it again"
+        ) from None
     except OSError as exc:
         raise ResultsNotWritten(
             f"cannot write the results to {out}/ ({exc.strerror or exc}); free some space "
@@ -207,15 +167,6 @@ def write_outputs(out: Path, settings, stages: dict) -> list[Path]:
     finally:
         for fig in figures.values():
             plt.close(fig)
-    try:
-        _replace_all(temporaries)
-    except OSError as exc:
-        raise ResultsNotWritten(
-            f"cannot move the results into {out}/ ({exc.strerror or exc}); "
-            "some files there may be from this run and others from before: run it again"
-        ) from None
-    written = [path for path, _ in targets]
-    return written
 
 
 def prepare(args):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "kdteach"
 
 # conda-forge names that differ from the PyPI names used in pyproject.toml
 CONDA_TO_PYPI = {"pytorch": "torch"}
@@ -55,13 +63,34 @@ def conda_packages(path: Path) -> set[str]:
     return names
 
 
-def pyproject_packages(path: Path) -> set[str]:
+def _project(path: Path) -> dict:
     tomllib = pytest.importorskip("tomllib")  # standard library from Python 3.11
     with path.open("rb") as fh:
-        project = tomllib.load(fh)["project"]
-    specs = list(project["dependencies"])
-    specs += project.get("optional-dependencies", {}).get("dev", [])
-    return {_bare_name(spec) for spec in specs}
+        return tomllib.load(fh)["project"]
+
+
+def extra_packages(project: dict, extra: str) -> set[str]:
+    """The package names an extra installs, a self-reference such as ``kdteach[publish]``
+    replaced by that extra's packages (pip installs them from the project itself)."""
+    extras = project.get("optional-dependencies", {})
+    assert extra in extras, f"pyproject.toml has no extra {extra!r}"
+    names: set[str] = set()
+    for spec in extras[extra]:
+        name = _bare_name(spec)
+        if name != _normalise(project["name"]):
+            names.add(name)
+            continue
+        inner = re.search(r"\[([^\]]*)\]", spec)
+        assert inner, f"{spec!r} in the {extra} extra installs the project itself, no extra"
+        for other in inner.group(1).split(","):
+            assert other.strip() != extra, f"the {extra} extra includes itself"
+            names |= extra_packages(project, other.strip())
+    return names
+
+
+def pyproject_packages(path: Path) -> set[str]:
+    project = _project(path)
+    return {_bare_name(spec) for spec in project["dependencies"]} | extra_packages(project, "dev")
 
 
 def test_conda_environment_matches_pyproject():
@@ -103,3 +132,238 @@ def test_makefile_default_torch_is_unpinned():
     match = re.search(r"^TORCH_SPEC\s*\?=\s*(.*?)\s*$", makefile, flags=re.MULTILINE)
     assert match, "Makefile must define TORCH_SPEC ?= ..."
     assert match.group(1) == "torch"
+
+
+def test_the_dev_extra_holds_the_publish_extra_and_make_installs_it():
+    project = _project(ROOT / "pyproject.toml")
+    publish = extra_packages(project, "publish")
+    assert {"nbconvert", "nbformat", "nbclient", "jinja2", "sphinx-revealjs",
+            "jupyter-server-mathjax"} <= publish
+    assert publish <= extra_packages(project, "dev")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\n$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert 'pip install -e ".[dev]"' in recipe, "make must install the dev extra"
+
+
+# ---------------------------------------------------------------- what each part imports
+
+# The layers of kdteach, by folder: the learner's parts, then the publishing tools.
+LEARNER_LAYERS = ("core", "protocol", "lesson", "exercises")
+PUBLISHING = ("nbconvert", "nbformat", "nbclient", "jinja2")  # kdteach[publish], not a learner
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules_under(folder: Path) -> list[str]:
+    return sorted(module_name(p) for p in folder.rglob("*.py"))
+
+
+def _is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module ``path`` imports, at its top or inside a function: ``from a import b``
+    counts as ``a.b`` when that is a module of kdteach, else as ``a``; relative imports are
+    resolved against the file's package."""
+    module = module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base)
+    return found
+
+
+def kdteach_imports(path: Path) -> set[str]:
+    return {n for n in imported_names(path) if n == "kdteach" or n.startswith("kdteach.")}
+
+
+def third_party_imports(paths) -> dict[str, set[str]]:
+    """The distributions (pip names) whose modules ``paths`` import, each with the files."""
+    distributions = packages_distributions()
+    local = {p.stem for p in (ROOT / "tests").rglob("*.py")}
+    found: dict[str, set[str]] = {}
+    for path in paths:
+        for name in imported_names(path):
+            top = name.partition(".")[0]
+            if top in sys.stdlib_module_names or top == "kdteach" or top in local:
+                continue
+            for dist in distributions.get(top, [f"<no installed distribution: {top}>"]):
+                found.setdefault(_normalise(dist), set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_each_part_declares_the_packages_it_imports():
+    project = _project(ROOT / "pyproject.toml")
+    runtime = {_bare_name(spec) for spec in project["dependencies"]}
+    learner = [p for layer in LEARNER_LAYERS for p in (PACKAGE / layer).rglob("*.py")]
+    learner += [PACKAGE / "__init__.py", PACKAGE / "__main__.py"]
+    for what, paths, declared in (
+        ("the learner's modules (pip install kdteach)", learner, runtime),
+        ("kdteach.publish (pip install kdteach[publish])", (PACKAGE / "publish").rglob("*.py"),
+         runtime | extra_packages(project, "publish")),
+        ("the tests (make installs .[dev])", (ROOT / "tests").rglob("*.py"),
+         runtime | extra_packages(project, "dev")),
+    ):
+        undeclared = {d: sorted(f) for d, f in third_party_imports(paths).items()
+                      if d not in declared}
+        assert not undeclared, f"{what} import packages pyproject.toml does not give them: " \
+                               f"{undeclared}"
+
+
+def test_nothing_outside_publish_imports_publish():
+    """The rule: kdteach.publish may import anything; nothing else imports kdteach.publish."""
+    found = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "publish" not in path.relative_to(PACKAGE).parts[:1]
+        for name in sorted(kdteach_imports(path))
+        if name == "kdteach.publish" or name.startswith("kdteach.publish.")
+    ]
+    assert not found, "only kdteach.publish may import kdteach.publish:\n" + "\n".join(found)
+
+
+# Each layer may import itself and what its rule names, nothing else of kdteach.
+LAYER_RULES = [
+    pytest.param("core", ("kdteach.core",), id="core imports only core"),
+    pytest.param("exercises", ("kdteach.exercises", "kdteach.core", "kdteach.protocol.names"),
+                 id="exercises imports only core and protocol.names"),
+    pytest.param("protocol", ("kdteach.protocol", "kdteach.core"),
+                 id="protocol imports only core and protocol"),
+    pytest.param("lesson", ("kdteach.lesson", "kdteach.core", "kdteach.protocol"),
+                 id="lesson imports only core, protocol and lesson"),
+]
+
+
+@pytest.mark.parametrize("layer, allowed", LAYER_RULES)
+def test_layers_import_only_the_layers_below_them(layer, allowed):
+    files = sorted((PACKAGE / layer).rglob("*.py"))
+    assert files, f"kdteach/{layer} holds no module"
+    broken = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files
+        for name in sorted(kdteach_imports(path))
+        if not any(name == a or name.startswith(f"{a}.") for a in allowed)
+    ]
+    assert not broken, (f"kdteach/{layer} may import only {', '.join(allowed)}:\n"
+                        + "\n".join(broken))
+
+
+# ---------------------------------------------------------------- without the publish extra
+
+# Run first in a fresh interpreter: the modules named in argv[1] cannot be imported, as if
+# they were not installed. (torch imports none of them when it is imported.)
+_BLOCKER = """
+import sys
+
+BLOCKED = set(sys.argv[1].split(","))
+early = sorted(m for m in sys.modules if m.partition(".")[0] in BLOCKED)
+assert not early, f"imported before the blocker: {early}"
+
+
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def run_without(blocked, body: str, modules) -> dict:
+    """Run ``body`` in a fresh interpreter where ``blocked`` cannot be imported, with
+    ``MODULES`` set to ``modules``; returns the JSON it prints last."""
+    script = _BLOCKER + f"MODULES = {list(modules)!r}\n" + textwrap.dedent(body)
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script, ",".join(blocked)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_IMPORT_EACH = """
+import importlib, json
+
+failed = {}
+for name in MODULES:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed[name] = f"{type(exc).__name__}: {exc}"
+publish = sorted(m for m in sys.modules if m.startswith("kdteach.publish"))
+print(json.dumps({"failed": failed, "publish": publish}))
+"""
+
+
+_WALK_AND_IMPORT = """
+import importlib, json, pkgutil
+
+failed = {}
+
+
+def load(name):
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        failed[name] = f"{type(exc).__name__}: {exc}"
+
+
+walked = ["kdteach", "kdteach.__main__"]
+for name in list(walked):
+    load(name)
+for layer in MODULES:
+    walked.append(layer)
+    package = load(layer)
+    if package is not None:
+        for info in pkgutil.walk_packages(package.__path__, layer + ".",
+                                          onerror=lambda n: failed.setdefault(n, "walk")):
+            walked.append(info.name)
+            load(info.name)
+publish = sorted(m for m in sys.modules if m.startswith("kdteach.publish"))
+print(json.dumps({"walked": walked, "failed": failed, "publish": publish}))
+"""
+
+
+def test_a_learner_imports_everything_without_the_publish_extra():
+    """kdteach, kdteach.__main__ and every module of the learner's layers (walked with
+    pkgutil) import with nbconvert, nbformat, nbclient and jinja2 missing."""
+    layers = [f"kdteach.{layer}" for layer in LEARNER_LAYERS]
+    found = run_without(PUBLISHING, _WALK_AND_IMPORT, layers)
+    assert found["failed"] == {}, f"these need {', '.join(PUBLISHING)}: {found['failed']}"
+    on_disk = ["kdteach", "kdteach.__main__"] + [
+        name for layer in LEARNER_LAYERS for name in modules_under(PACKAGE / layer)]
+    assert sorted(found["walked"]) == sorted(on_disk), "the walk missed some modules"
+    assert found["publish"] == [], "importing the learner's modules loads kdteach.publish"
+
+
+_IMPORT_EACH_AND_EXECUTE = _IMPORT_EACH.replace("publish = sorted", """try:
+    importlib.import_module("kdteach.publish.site").execute(None, ".")  # imports nbclient
+except Exception as exc:
+    failed["kdteach.publish.site.execute"] = f"{type(exc).__name__}: {exc}"
+publish = sorted""")
+
+
+@pytest.mark.parametrize("missing", PUBLISHING)
+def test_a_publishing_tool_without_the_extra_says_what_to_install(missing):
+    found = run_without([missing], _IMPORT_EACH_AND_EXECUTE, modules_under(PACKAGE / "publish"))
+    failed = found["failed"]
+    assert failed, f"every publishing tool imports without {missing}: is it blocked?"
+    unhelpful = {m: e for m, e in failed.items() if 'pip install "kdteach[publish]"' not in e}
+    assert not unhelpful, f"without {missing}, these do not say what to install: {unhelpful}"
+    assert all(missing in e for e in failed.values()), failed

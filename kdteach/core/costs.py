@@ -98,6 +98,8 @@ def model_costs(models: dict, batch_sizes=(1, 1024), *, min_run_time: float = 1.
     autograd, with ``threads`` threads (restored afterwards) for at least ``min_run_time``
     seconds per batch size. ``n_features`` is needed only for a model without an
     ``n_features`` attribute.
+
+    Taught in Lesson 05, section 5 (what the student buys).
     """
     _check(models, batch_sizes, min_run_time, threads)
     rows = []

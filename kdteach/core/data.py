@@ -75,7 +75,9 @@ def make_dataset(
     split_seed: int = 42,
     device="cpu",
 ) -> Dataset:
-    """Generate, split and scale the data exactly as the original notebook does (same numbers)."""
+    """Generate, split and scale the data exactly as the original notebook does (same numbers).
+
+    Taught in Lesson 00, section 3 (the task)."""
     if n_features < N_USED_FEATURES:
         raise ValueError(
             f"n_features={n_features} is too small: the target reads features 0-5, "
@@ -119,7 +121,9 @@ def make_dataset(
 
 
 def dataset_for(settings) -> Dataset:
-    """The dataset a :class:`~kdteach.protocol.settings.Settings` describes, on its device."""
+    """The dataset a :class:`~kdteach.protocol.settings.Settings` describes, on its device.
+
+    Taught in Lesson 00, section 3 (the task)."""
     return make_dataset(
         n_samples=settings.n_samples,
         n_features=settings.n_features,

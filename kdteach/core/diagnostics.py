@@ -41,6 +41,8 @@ def lgr_factors(student, teacher, X: torch.Tensor, y: torch.Tensor,
     * ``lgr_unscaled``: the same without the ``(2/B)²`` factor, i.e. the mean squared
       difference of ``(f(x) − y)·∂f/∂x`` between student and teacher;
     * ``hp``: the mean L_HP over the batches, for scale.
+
+    Taught in Lesson 04, section 3 (why L_GR is so small).
     """
     student.eval()
     targets = teacher_targets(teacher, X, y, need_grad=True)
@@ -78,6 +80,9 @@ def term_gradient_norms(student, teacher, X: torch.Tensor, y: torch.Tensor, weig
     batches of ``(X, y)``, and its share of the sum of the norms. A term whose loss value
     is small may still pull hard, and the other way round: this is what the optimiser sees.
     L_FEAT is not measured here: it needs the adapter trained with the student.
+
+    Taught in Lesson 04, section 4 (how hard does each term pull?); used again in Lesson 05,
+    section 1.
     """
     loss = DistillationLoss.from_weights(weights)
     if loss.needs_features:

@@ -19,8 +19,9 @@ Two terms kdteach adds:
 
 Every function here works on one model's batch, shapes ``(B, d)``, and equally on a
 stack of models, shapes ``(M, B, d)``: reductions run over the last two axes, so a
-stack returns one value per model. That is how the one-model loop and the stacked
-engine in :mod:`kdteach.core.train` share this code.
+stack returns one value per model. That is how the one-model loop
+(:mod:`kdteach.core.train`) and the stacked engine (:mod:`kdteach.core.stacked`) share
+this code.
 """
 
 from __future__ import annotations
@@ -55,30 +56,33 @@ def check_weights(weights: dict, name: str = "weights") -> dict:
     return {t: float(w) for t, w in weights.items()}
 
 
-
-
 def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the last two axes (a scalar, or one value per model)."""
     return ((a - b) ** 2).mean(dim=(-2, -1))
 
 
 def hard_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The hard loss ``MSE(y_s, y)``. Taught in Lesson 01, section 1 (the idea)."""
     return mse(pred, y)
 
 
 def hp_loss(pred: torch.Tensor, teacher_pred: torch.Tensor) -> torch.Tensor:
+    """L_HP, ``MSE(y_s, y_t)``. Taught in Lesson 01, section 1 (the idea)."""
     return mse(pred, teacher_pred)
 
 
 def gr_loss(student_grad: torch.Tensor, teacher_grad: torch.Tensor) -> torch.Tensor:
+    """L_GR, ``MSE(∇x L_s, ∇x L_t)``. Taught in Lesson 04, section 1 (the idea)."""
     return mse(student_grad, teacher_grad)
 
 
 def jac_loss(student_jac: torch.Tensor, teacher_jac: torch.Tensor) -> torch.Tensor:
+    """L_JAC, ``MSE(∂y_s/∂x, ∂y_t/∂x)``. Taught in Lesson 05, section 1 (L_JAC)."""
     return mse(student_jac, teacher_jac)
 
 
 def feat_loss(adapted_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """L_FEAT, ``MSE(adapter(h_s), h_t)``. Taught in Lesson 05, section 2 (L_FEAT)."""
     return mse(adapted_features, teacher_features)
 
 
@@ -180,11 +184,6 @@ def make_adapter(n_in: int, n_out: int, generator: torch.Generator) -> nn.Linear
     return adapter
 
 
-def feature_matching(student, adapter, teacher, X: torch.Tensor) -> torch.Tensor:
-    """L_FEAT on ``X``: ``MSE(adapter(h_s), h_t)``, mean over samples and features."""
-    return feat_loss(adapter(last_hidden_features(student, X)), teacher_features(teacher, X))
-
-
 class DistillationLoss:
     """``total = hard·MSE(y_s, y) + hp·MSE(y_s, y_t) + gr·MSE(∇x L_s, ∇x L_t)
     + jac·MSE(∂y_s/∂x, ∂y_t/∂x) + feat·MSE(adapter(h_s), h_t)``.
@@ -196,6 +195,8 @@ class DistillationLoss:
     Only terms with a positive weight are computed. Call it with the student's
     predictions and whatever the active terms need; it returns the total and a dict
     of every term (each detached from nothing: the caller may log or plot them).
+
+    Taught in Lesson 01, section 1 (the idea); written by hand in Exercises 01.
     """
 
     def __init__(self, hard: float = 0.0, hp: float = 0.0, gr: float = 0.0, jac: float = 0.0,

@@ -146,7 +146,3 @@ class StudentNet(MLP):
 
     def __init__(self, n_features: int = 10):
         super().__init__(student_spec(n_features))
-
-
-MODEL_CLASSES = {"teacher": TeacherNet, "expert": ExpertTeacherNet,
-                 "regularised": RegularisedTeacherNet, "student": StudentNet}

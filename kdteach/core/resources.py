@@ -3,7 +3,7 @@ and the CPU cores this process may use (:func:`usable_cpus`, :func:`intra_op_thr
 
 The stacked engine trains M networks at once, so its memory grows with M (the number of
 runs times the models per run). :func:`guard_memory` wraps a training function such as
-:func:`kdteach.core.train.train_many` and
+:func:`kdteach.core.stacked.train_many` and
 
 * before training, compares a cheap estimate of what the stack will allocate (its
   weights, their gradients, Adam's two moments, one batch's activations and the trained

@@ -1,13 +1,20 @@
-"""Many MLPs of one architecture held as one: weights stacked along a leading axis.
+"""The stacked engine: many MLPs of one architecture trained as one.
 
-``StackedMLP.from_models([net_1, ..., net_M])`` holds M networks; its forward takes
-inputs of shape ``(M, B, d)`` and runs all M with one batched matmul per layer
-(``torch.baddbmm``). Adam — weight decay included — updates each element on its
-own, so one Adam over the stack trains M networks exactly as M separate Adams
-would. ``to_models()`` gives the M ordinary networks back.
+``StackedMLP.from_models([net_1, ..., net_M])`` holds M networks with their weights
+stacked along a leading axis; its forward takes inputs of shape ``(M, B, d)`` and runs all
+M with one batched matmul per layer (``torch.baddbmm``). Adam — weight decay included —
+updates each element on its own, so one Adam over the stack trains M networks exactly as
+M separate Adams would. ``to_models()`` gives the M ordinary networks back.
 
 ``StackedLinear`` does the same for M linear layers of one shape: L_FEAT's adapters,
 trained by the same Adam as the stack of students.
+
+:func:`train_many` trains M networks this way, each as :func:`kdteach.core.train.train`
+would train it alone, sharing that loop's checks, batching, teacher targets, History and
+early stopping. What only the engine needs lives here too: its Adam (:class:`FusedAdam`,
+:func:`make_adam`) and its dropout, one generator per model (:func:`dropout_divisors`),
+with the masks drawn ahead in a second thread (:class:`PrefetchedDropout`,
+:func:`dropout_shapes`).
 """
 
 from __future__ import annotations
@@ -16,11 +23,29 @@ import copy
 import queue
 import threading
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import trange
 
+from kdteach.core.losses import LOSS_TERMS, DistillationLoss
 from kdteach.core.models import MLP, MLPSpec
+from kdteach.core.resources import guard_memory, has_free_core
+from kdteach.core.train import (
+    EarlyStopping,
+    History,
+    TeacherTargets,
+    batch_indices,
+    check_run,
+    feat_adapter,
+    forward_pass,
+    heldout_mse,
+    seed_int,
+    seeded_generator,
+    state_copies,
+    targets_for,
+)
 
 
 class StackedMLP(nn.Module):
@@ -43,6 +68,11 @@ class StackedMLP(nn.Module):
         # or a callable giving the divisors for the next forward pass in training mode,
         # drawn ahead of time from those generators (a PrefetchedDropout)
         self.dropout_supply = None
+
+    @property
+    def n_features(self) -> int:
+        """The input width of every network in the stack."""
+        return self.spec.sizes[0]
 
     @classmethod
     def from_models(cls, models: list[MLP]) -> StackedMLP:
@@ -210,3 +240,233 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
+
+
+# ---------------------------------------------------------------- the engine's Adam
+
+
+class FusedAdam:
+    """Adam (betas 0.9/0.999, eps 1e-8, L2 weight decay) as one call of PyTorch's fused
+    kernel per step: what ``torch.optim.Adam(fused=True)`` computes, bit for bit (a test
+    checks it), without ``torch.optim``'s per-step bookkeeping in Python and without its
+    first-use import of ``torch._dynamo`` (about a second in a fresh process)."""
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0):
+        self.params = list(params)
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format)
+                         for p in self.params]
+        self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format)
+                            for p in self.params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device)
+                      for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        steps = [self.steps[i] for i in live]
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(
+            [self.params[i] for i in live], [self.params[i].grad for i in live],
+            [self.exp_avgs[i] for i in live], [self.exp_avg_sqs[i] for i in live], [],
+            steps, amsgrad=False, lr=self.lr, beta1=0.9, beta2=0.999,
+            weight_decay=self.weight_decay, eps=1e-8, maximize=False,
+            grad_scale=None, found_inf=None)
+
+
+def make_adam(params, lr: float, weight_decay: float = 0.0, fused: bool = True):
+    """The stacked engine's Adam: :class:`FusedAdam` where PyTorch has the fused kernel for
+    the device, else ``torch.optim.Adam``."""
+    params = list(params)
+    if fused and hasattr(torch, "_fused_adam_") and params[0].device.type in ("cpu", "cuda"):
+        return FusedAdam(params, lr, weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def dropout_shapes(spec, n_models: int, n: int, batch_size: int, num_epochs: int):
+    """The shape of every dropout layer's output, in the order a stack's training forward
+    passes meet them: epoch by epoch, batch by batch (the last one smaller when
+    ``batch_size`` does not divide ``n``), layer by layer."""
+    widths = [spec.sizes[i + 1] for i in sorted(spec.dropout_after)]
+    batches = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    for _ in range(num_epochs):
+        for b in batches:
+            for width in widths:
+                yield (n_models, b, width)
+
+
+DROPOUT_SEED_OFFSET = 0x5EED  # dropout masks of model m come from seeds[m] + this
+
+
+# ---------------------------------------------------------------- many models at once
+
+
+def _check_many(nets, X, y, losses, teachers, seeds, labels, **run) -> list[int]:
+    """:func:`train_many`'s checks; returns the epochs to snapshot."""
+    if not (len(losses) == len(teachers) == len(seeds) == len(labels) == len(nets)):
+        raise ValueError("nets, losses, teachers, seeds and labels must have the same length")
+    snapshots = check_run(nets, X, y, losses, **run)
+    for loss, teacher, label in zip(losses, teachers, labels):
+        if loss.needs_teacher and teacher is None:
+            raise ValueError(f"{label}: {loss!r} uses the teacher: pass its teacher")
+    return snapshots
+
+
+def _stacked_targets(union: DistillationLoss, teachers, X, y) -> TeacherTargets:
+    """Each distinct teacher's targets once, one row per model; a model without a teacher
+    gets the labels (and zeros)."""
+    cache = {}
+    for teacher in teachers:
+        if teacher is not None and id(teacher) not in cache:
+            cache[id(teacher)] = targets_for(union, teacher, X, y)
+    return TeacherTargets.stack([cache[id(t)] if t is not None else None for t in teachers], y)
+
+
+def _set_up_dropout(stack: StackedMLP, seeds, X, batch_size: int, num_epochs: int) -> None:
+    """One dropout generator per model, from its seed; on a CPU with a free core the masks
+    of the whole training are drawn ahead, in a thread."""
+    stack.dropout_generators = [
+        seeded_generator(seed_int(s) + DROPOUT_SEED_OFFSET, X.device) for s in seeds
+    ]
+    if X.device.type == "cpu" and has_free_core():
+        stack.dropout_supply = PrefetchedDropout(
+            stack.dropout_generators, stack.spec.dropout,
+            dropout_shapes(stack.spec, stack.n_models, len(X), batch_size, num_epochs),
+            X.device)
+
+
+@guard_memory
+def train_many(
+    nets: list,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    losses: list[DistillationLoss] | None = None,
+    teachers: list | None = None,
+    *,
+    num_epochs: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    seeds: list | None = None,
+    labels: list[str] | None = None,
+    heldout: tuple | None = None,
+    val: tuple | None = None,
+    patience: int | None = None,
+    progress: bool = True,
+    desc: str = "training",
+    leave: bool = False,
+    fused: bool = True,
+    on_epoch=None,
+    snapshot_epochs=None,
+) -> tuple[list, History]:
+    """Train M networks of one architecture at once; each keeps its own initial weights,
+    its own loss weights, its own teacher and its own shuffle (``seeds[m]``).
+
+    Equivalent to calling :func:`~kdteach.core.train.train` on each (pinned by a test), but
+    one step of all M is a few batched matmuls. Returns the trained networks (new modules)
+    and a History whose arrays hold one column per network. ``heldout=(X, y)`` as in
+    ``train``; the L_FEAT adapters of the networks that use it are in ``history.adapters``.
+
+    ``val=(X_val, y_val)`` and ``patience`` as in ``train``, for each network on its
+    own: each has its own best epoch (``history.best_epoch[m]``) and is handed back with
+    that epoch's weights. The stack trains as one, so a network whose patience has run
+    out is carried along until every network has stopped or the epochs run out: for it,
+    "stopped" means "its best is fixed"; its later epochs are NaN in the history and
+    never returned. The epochs run are the largest ``stopped_epoch``.
+
+    ``on_epoch(epoch, history)`` and ``snapshot_epochs`` as in ``train``; a snapshot
+    holds one state_dict per network, in the order of ``nets``.
+    """
+    M = len(nets)
+    losses = losses or [DistillationLoss(hard=1.0)] * M
+    teachers = teachers or [None] * M
+    seeds = list(range(M)) if seeds is None else seeds
+    labels = labels or [f"model {m}" for m in range(M)]
+    snapshots = _check_many(nets, X, y, losses, teachers, seeds, labels, heldout=heldout,
+                            val=val, patience=patience, num_epochs=num_epochs, lr=lr,
+                            batch_size=batch_size, snapshot_epochs=snapshot_epochs)
+
+    # loss weights as per-model columns; a term a model does not use has weight 0
+    terms = [t for t in LOSS_TERMS if any(t in loss.weights for loss in losses)]
+    weights = {
+        t: torch.tensor([loss.weights.get(t, 0.0) for loss in losses], device=X.device)
+        for t in terms
+    }
+    used = {t: (weights[t] > 0).cpu().numpy() for t in terms}
+    union = DistillationLoss(**{t: 1.0 for t in terms})
+
+    targets = _stacked_targets(union, teachers, X, y) if union.needs_teacher else None
+
+    stack = StackedMLP.from_models(nets)
+    if stack.spec.dropout:
+        _set_up_dropout(stack, seeds, X, batch_size, num_epochs)
+    # L_FEAT's adapters, one per model (a model without L_FEAT gets one it never uses)
+    adapters = None
+    if union.needs_features:
+        width = targets.features.shape[-1]
+        adapters = StackedLinear.from_linears(
+            [feat_adapter(net, width, s).to(X.device) for net, s in zip(nets, seeds)])
+    params = list(stack.parameters())
+    if adapters is not None:
+        params += list(adapters.parameters())
+    optimizer = make_adam(params, lr, weight_decay, fused)
+    generators = [seeded_generator(s) for s in seeds]
+    rows = torch.arange(M, device=X.device)[:, None]
+    history = History(terms, labels)
+    stopping = (EarlyStopping(list(stack.parameters()), patience, labels)
+                if val is not None else None)
+
+    if 0 in snapshots:
+        history.snapshots[0] = state_copies(nets)
+    stack.train()
+    try:
+        for epoch in trange(1, num_epochs + 1, desc=desc, leave=leave, disable=not progress):
+            active = None if stopping is None else stopping.active.copy()
+            for idx in batch_indices(len(X), batch_size, generators, X.device):
+                X_batch, y_batch = X[idx], y[idx]  # (M, B, d), (M, B, 1)
+                teacher_batch = targets.batch(idx, rows) if targets is not None else {}
+                if union.needs_input_grad:
+                    X_batch.requires_grad_(True)
+                optimizer.zero_grad()
+                pred, adapted = forward_pass(stack, adapters, X_batch)
+                term_values = union.compute_terms(pred, y_batch, X_batch,
+                                                  adapted_features=adapted, **teacher_batch)
+                per_model = sum(weights[t] * v for t, v in term_values.items())
+                per_model.sum().backward()
+                optimizer.step()
+                history.add(per_model, term_values, idx.shape[1])
+            history.end_epoch(mask=used, active=active)
+            if stopping is not None:
+                value = heldout_mse(stack, *val)
+                history.add_val(value, active)
+                stopping.update(epoch, value)
+            if heldout is not None:
+                history.add_heldout(heldout_mse(stack, *heldout), active)
+            if epoch in snapshots:
+                history.snapshots[epoch] = state_copies(stack.to_models(like=nets))
+            if on_epoch is not None:
+                on_epoch(epoch, history)
+            if stopping is not None and not stopping.active.any():
+                break
+    finally:
+        if stack.dropout_supply is not None:
+            stack.dropout_supply.close()
+            stack.dropout_supply = None
+    if stopping is None:
+        history.stopped_epoch = np.full(M, len(history))
+    else:
+        stopping.restore()
+        history.best_epoch, history.stopped_epoch = stopping.best_epoch, stopping.stopped_epoch
+    trained = stack.to_models(like=nets)
+    for net in trained:
+        net.eval()
+    if adapters is not None:
+        history.adapters = [a if loss.needs_features else None
+                            for a, loss in zip(adapters.to_linears(), losses)]
+    return trained, history

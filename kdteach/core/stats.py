@@ -119,7 +119,8 @@ class PairedTest:
                 f"{verdict} at {level:g}")
 
     def differences(self) -> pd.DataFrame:
-        """One row per run (numbered from 1): MSE of a, of b, and a − b."""
+        """One row per run: ``run`` (numbered from 1) and ``difference``, that run's MSE of
+        a minus that of b."""
         return pd.DataFrame({"run": np.arange(1, len(self.diffs) + 1),
                              "difference": list(self.diffs)})
 
@@ -131,6 +132,9 @@ def paired_test(results: dict, a: str, b: str, alternative: str = "two-sided",
     ``alternative='less'`` asks whether ``a`` has lower MSE than ``b`` (the original's test
     of a distilled student against scratch); ``'two-sided'`` whether they differ at all.
     ``descriptive=True`` for a comparison chosen after seeing the results: no t, p or CI.
+
+    Taught in Lesson 01, section 4 (look at the pairs); the descriptive kind in Lesson 03,
+    section 3.
     """
     if alternative not in ALTERNATIVES:
         raise ValueError(

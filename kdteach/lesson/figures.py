@@ -14,8 +14,6 @@ size) and written at :data:`TALK_SIZE` inches, as PNG (:data:`DPI`) and SVG.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,22 +23,25 @@ import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.text import Text
 from tqdm.auto import tqdm
 
 from kdteach.core.diagnostics import term_gradient_norms
 from kdteach.core.stats import paired_test
 from kdteach.lesson import plots
-from kdteach.protocol.experiment import (
+from kdteach.protocol.analysis import cost_comparison
+from kdteach.protocol.experiment import Experiment
+from kdteach.protocol.files import write_atomic
+from kdteach.protocol.names import (
     DISTILLED,
     DISTILLED_EXPERT,
     EXPERT,
+    FRESH,
+    JAC,
     LGR,
     SCRATCH,
     TEACHER,
-    Experiment,
+    color,
 )
-from kdteach.protocol.names import FRESH, JAC, color
 
 TALK_SIZE = (40 / 3, 7.5)  # inches, 16:9: a PowerPoint or Keynote wide slide
 DPI = 150  # 2000 x 1125 pixels
@@ -75,7 +76,7 @@ def _beside_scores(draw_left, scores: dict, highlight: str) -> Figure:
 
 def _grid_student(exp: Experiment) -> Figure:
     """The grid's best student of run 1, as the live retrain panel of lesson 03 shows it."""
-    part2, grid = exp.expert_teacher(), exp.grid_search()
+    part2, grid = exp.run("expert_teacher"), exp.run("grid_search")
     net = grid.models[grid.best][0]
     scores = _compare_scores([grid, part2], [grid.best, SCRATCH, DISTILLED_EXPERT])
     return _beside_scores(
@@ -86,7 +87,7 @@ def _grid_student(exp: Experiment) -> Figure:
 
 def _lgr_student(exp: Experiment) -> Figure:
     """The L_GR student of run 1: its loss terms and its MSE, as lesson 04's panel shows."""
-    final = exp.gradient_regularisation()
+    final = exp.run("gradient_regularisation")
     history = final.history[(final.history["model"] == LGR) & (final.history["run"] == 1)]
     scores = _compare_scores([final], [LGR, final.best, SCRATCH])
     return _beside_scores(lambda ax: plots.loss_curves(history, ax=ax), scores, LGR)
@@ -101,16 +102,16 @@ def _teacher_curves(exp: Experiment, kinds) -> Figure:
 
 
 def _gradient_shares(exp: Experiment) -> Figure:
-    final = exp.gradient_regularisation()
+    final = exp.run("gradient_regularisation")
     norms = term_gradient_norms(final.models[LGR][0], exp.teachers("expert")[0],
                                 exp.data.X_train, exp.data.y_train, exp.settings.gr_weights)
     return plots.gradient_shares(norms)
 
 
 def _costs(exp: Experiment) -> Figure:
-    exp.jacobian_matching()
-    costs, mse = exp.cost_comparison([SCRATCH, exp.model_selection().chosen, JAC],
-                                     min_run_time=0.2)
+    exp.run("jacobian_matching")
+    costs, mse = cost_comparison(exp, [SCRATCH, exp.run("model_selection").chosen, JAC],
+                                 min_run_time=0.2)
     return plots.cost_vs_error(costs, mse)
 
 
@@ -130,70 +131,70 @@ FIGURES: list[TalkFigure] = [
     TalkFigure("00_data_explorer", "The data explorer: a slice and the noise",
                lambda exp: plots.data_explorer_figure(0, exp.settings.noise)),
     TalkFigure("01_mse_by_model", "Part 1: test MSE of every run",
-               lambda exp: plots.mse_by_model(exp.standard_teacher())),
+               lambda exp: plots.mse_by_model(exp.run("standard_teacher"))),
     TalkFigure("01_predictions", "Part 1: predictions and residuals",
-               lambda exp: plots.prediction_panels(exp.standard_teacher(), exp.data, run=0)),
+               lambda exp: plots.prediction_panels(exp.run("standard_teacher"), exp.data, run=0)),
     TalkFigure("01_loss_curves", "Part 1: the distilled student's loss terms",
-               lambda exp: plots.loss_curves(exp.standard_teacher(), model=DISTILLED)),
+               lambda exp: plots.loss_curves(exp.run("standard_teacher"), model=DISTILLED)),
     TalkFigure("01_paired_differences", "Part 1: distilled minus scratch, run by run",
-               lambda exp: plots.paired_differences(_tests(exp.standard_teacher()))),
+               lambda exp: plots.paired_differences(_tests(exp.run("standard_teacher")))),
     TalkFigure("01_teacher_memorises", "The standard teacher: training and test MSE",
                lambda exp: _teacher_curves(exp, ["teacher"])),
     TalkFigure("01_fresh_inputs", "Distilling on fresh inputs: paired differences",
                lambda exp: plots.paired_differences(
-                   _tests(exp.fresh_inputs_stage("teacher"))[:3])),
+                   _tests(exp.run("fresh_inputs_teacher"))[:3])),
     TalkFigure("02_mse_by_model", "Part 2: test MSE of every run",
-               lambda exp: plots.mse_by_model(exp.expert_teacher())),
+               lambda exp: plots.mse_by_model(exp.run("expert_teacher"))),
     TalkFigure("02_predictions", "Part 2: teachers and students, point by point",
                lambda exp: plots.prediction_panels(
-                   [exp.standard_teacher(), exp.expert_teacher()], exp.data,
+                   [exp.run("standard_teacher"), exp.run("expert_teacher")], exp.data,
                    names=[TEACHER, EXPERT, SCRATCH, DISTILLED_EXPERT])),
     TalkFigure("02_paired_differences", "Part 2: paired differences",
-               lambda exp: plots.paired_differences(_tests(exp.expert_teacher()))),
+               lambda exp: plots.paired_differences(_tests(exp.run("expert_teacher")))),
     TalkFigure("02_learning_curves", "Teacher and expert: training and test MSE",
                lambda exp: _teacher_curves(exp, ["teacher", "expert"])),
     TalkFigure("02_ablation", "Depth or regularisation: paired differences",
-               lambda exp: plots.paired_differences(_tests(exp.expert_ablation()))),
+               lambda exp: plots.paired_differences(_tests(exp.run("expert_ablation")))),
     TalkFigure("02_fresh_inputs", "The expert's student on fresh inputs",
                lambda exp: plots.prediction_panels(
-                   [exp.expert_teacher(), exp.fresh_inputs_stage("expert")], exp.data,
+                   [exp.run("expert_teacher"), exp.run("fresh_inputs_expert")], exp.data,
                    names=[EXPERT, DISTILLED_EXPERT, FRESH["expert"]])),
     TalkFigure("03_grid_search", "Part 3: the grid search over the weights",
-               lambda exp: plots.grid_search_bars(exp.grid_search())),
+               lambda exp: plots.grid_search_bars(exp.run("grid_search"))),
     TalkFigure("03_learning_curves", "Grid students: training and test MSE per epoch",
                lambda exp: plots.learning_curves(
-                   exp.grid_search().history, ["H=0.1_HP=0.9", "H=0.9_HP=0.1"],
+                   exp.run("grid_search").history, ["H=0.1_HP=0.9", "H=0.9_HP=0.1"],
                    noise_var=exp.settings.noise ** 2)),
     TalkFigure("03_validation_vs_test", "Choosing the weights on a validation split",
-               lambda exp: plots.validation_vs_test(exp.model_selection())),
+               lambda exp: plots.validation_vs_test(exp.run("model_selection"))),
     TalkFigure("03_close_call", "h = 0.1 against h = 0.3, run by run (descriptive)",
                lambda exp: plots.paired_differences(paired_test(
-                   exp.grid_search().results, "H=0.1_HP=0.9", "H=0.3_HP=0.7",
+                   exp.run("grid_search").results, "H=0.1_HP=0.9", "H=0.3_HP=0.7",
                    descriptive=True))),
     TalkFigure("03_retrained_student", "Part 3: the best grid student beside the others",
                _grid_student),
     TalkFigure("04_final_comparison", "Part 4: every student over the paired runs",
-               lambda exp: plots.final_boxplot(exp.gradient_regularisation())),
+               lambda exp: plots.final_boxplot(exp.run("gradient_regularisation"))),
     TalkFigure("04_loss_terms", "Part 4: the L_GR student's loss terms",
-               lambda exp: plots.loss_curves(exp.gradient_regularisation(), model=LGR)),
+               lambda exp: plots.loss_curves(exp.run("gradient_regularisation"), model=LGR)),
     TalkFigure("04_weighted_loss_terms", "Part 4: each loss term times its weight",
                lambda exp: plots.loss_curves(
-                   exp.gradient_regularisation(), model=LGR,
-                   weights=exp.gradient_regularisation().weights[LGR], total=True)),
+                   exp.run("gradient_regularisation"), model=LGR,
+                   weights=exp.run("gradient_regularisation").weights[LGR], total=True)),
     TalkFigure("04_lgr_student", "Part 4: an L_GR student and its loss terms", _lgr_student),
     TalkFigure("04_paired_differences", "Part 4: L_GR against its controls",
-               lambda exp: plots.paired_differences(_tests(exp.gradient_regularisation()))),
+               lambda exp: plots.paired_differences(_tests(exp.run("gradient_regularisation")))),
     TalkFigure("04_gradient_shares", "How hard each loss term pulls", _gradient_shares),
     TalkFigure("05_jacobian_matching", "L_JAC against the validation choice and L_GR",
-               lambda exp: plots.paired_differences(_tests(exp.jacobian_matching()))),
+               lambda exp: plots.paired_differences(_tests(exp.run("jacobian_matching")))),
     TalkFigure("05_feature_distillation", "L_FEAT against the validation choice",
-               lambda exp: plots.paired_differences(_tests(exp.feature_distillation()))),
+               lambda exp: plots.paired_differences(_tests(exp.run("feature_distillation")))),
     TalkFigure("05_three_way_search", "The three-way search on its simplex",
                lambda exp: plots.ternary_heatmap(
-                   exp.three_way_search("jac").validation, third="jac",
-                   chosen=exp.three_way_search("jac").chosen)),
+                   exp.run("three_way_search_jac").validation, third="jac",
+                   chosen=exp.run("three_way_search_jac").chosen)),
     TalkFigure("05_early_stopping", "Early stopping: paired differences",
-               lambda exp: plots.paired_differences(_tests(exp.early_stopping()))),
+               lambda exp: plots.paired_differences(_tests(exp.run("early_stopping")))),
     TalkFigure("05_costs", "What each model costs and what it gets right", _costs),
 ]
 
@@ -235,32 +236,8 @@ def draw(entry: TalkFigure, exp: Experiment) -> Figure:
     return fig
 
 
-def small_texts(fig: Figure, min_pt: float = MIN_FONT_PT) -> list[str]:
-    """Visible texts of ``fig`` set smaller than ``min_pt`` points, as ``'text' (size)``."""
-    found = []
-    for text in fig.findobj(Text):
-        if text.get_visible() and text.get_text().strip() and text.get_fontsize() < min_pt:
-            found.append(f"{text.get_text()!r} ({text.get_fontsize():.1f} pt)")
-    return found
-
-
-def overflow_inches(fig: Figure) -> float:
-    """How far (inches) what ``fig`` draws reaches past its edges: 0 when nothing is cut."""
-    drawn = fig.get_tightbbox(fig.canvas.get_renderer())
-    edge = fig.bbox_inches
-    return max(0.0, edge.x0 - drawn.x0, drawn.x1 - edge.x1, edge.y0 - drawn.y0,
-               drawn.y1 - edge.y1)
-
-
 def _save_atomic(fig: Figure, path: Path, fmt: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=DPI))
 
 
 def write_figures(exp: Experiment, out, names=None, formats=FORMATS,

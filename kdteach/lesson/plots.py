@@ -19,8 +19,8 @@ from matplotlib.ticker import MaxNLocator
 from kdteach.core.data import N_USED_FEATURES, X_HIGH, X_LOW, make_dataset, target_function
 from kdteach.core.stats import PairedTest, format_p
 from kdteach.core.train import HELDOUT, VAL, History, predict
-from kdteach.protocol.experiment import StageResult
 from kdteach.protocol.names import EXPERT, color, palette
+from kdteach.protocol.results import StageResult
 
 SLIDE_SIZE = (10, 5.6)  # 16:9 at slide size
 WIDE_SIZE = (12, 5.6)
@@ -248,7 +248,7 @@ def prediction_panels(models, data, run: int = 0, names=None):
 # ---------------------------------------------------------------- training curves
 
 
-def _history_frame(history) -> pd.DataFrame:
+def _as_history_frame(history) -> pd.DataFrame:
     if isinstance(history, StageResult):
         history = history.history
     if isinstance(history, History):
@@ -268,7 +268,7 @@ def loss_curves(history, model: str | None = None, run: int | None = None,
     ``{"hard": 0.2, "hp": 0.5, "gr": 0.3}``) plots each term times its weight: its share
     of the total the optimiser sees.
     """
-    frame = _history_frame(history)
+    frame = _as_history_frame(history)
     own_figure = ax is None
     fig, ax = _figure_and_axes(ax)
     if "model" in frame and frame["model"].nunique() > 1:
@@ -456,7 +456,7 @@ def learning_curves(history, models, noise_var: float | None = None, train_term:
     ``noise_var`` draws the noise floor σ²: no model can reach a lower test MSE on
     average, and a training MSE below it means the model fits the noise.
     """
-    frame = _history_frame(history)
+    frame = _as_history_frame(history)
     frame = frame[frame["model"].isin(list(models))]
     fig, ax = _figure_and_axes(ax)
     for name in models:

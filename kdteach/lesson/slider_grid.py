@@ -1,21 +1,35 @@
 """The positions of the lesson widgets' sliders, and which of them are prepared in advance.
 
 A slider answers at once when the student it asks for was trained beforehand: one stacked
-training (:func:`kdteach.core.train.train_many`) of every position of a widget's main slider,
-to the epochs slider's maximum, with a copy of the weights kept at every position of the
-epochs slider (the copy after epoch e is the student trained for e epochs).
-:meth:`kdteach.protocol.experiment.Experiment.slider_grid` trains and caches it;
-:meth:`~kdteach.protocol.experiment.Experiment.prepared_student` looks a position up.
+training (:func:`kdteach.core.stacked.train_many`) of every position of a widget's main
+slider, to the epochs slider's maximum, with a copy of the weights kept at every position
+of the epochs slider (the copy after epoch e is the student trained for e epochs).
+:func:`slider_grid` trains and caches it; :func:`prepared_student` looks a position up.
 
-This module only says *which* students: the widgets build their sliders from the same
-numbers, so every position a learner can reach on the main slider is in the grid.
+:func:`groups` says *which* students: the widgets build their sliders from the same
+numbers, so every position a learner can reach on the main slider is in the grid. Every
+student sees the batches :func:`kdteach.lesson.retrain.retrain_student` would give it (the
+same role, hence the same shuffle seed), so a looked-up student is the one
+``retrain_student(..., engine="stacked")`` trains, up to the rounding of the batched
+matrix products.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import weakref
+from dataclasses import asdict, dataclass
 
+import numpy as np
+import pandas as pd
+import torch
+
+from kdteach.core.losses import DistillationLoss
+from kdteach.core.stacked import train_many
+from kdteach.core.train import HELDOUT, evaluate
+from kdteach.lesson.retrain import PREPARED, RetrainedStudent, check_run, role, shown_weights
+from kdteach.protocol.keys import data_key, teacher_key
+from kdteach.protocol.seeds import initial_student, shuffle_seed
 from kdteach.protocol.settings import Settings
 
 GRIDS = ("retrain", "lgr")  # retrain_explorer (notebook 03), lgr_explorer (notebook 04)
@@ -101,3 +115,125 @@ def weights_key(weights: dict) -> tuple:
     """Loss weights compared to 8 significant digits, zero weights dropped: a slider's
     value sent back by the browser may differ from Python's in its last bits."""
     return tuple(sorted((t, f"{float(w):.8g}") for t, w in weights.items() if w))
+
+
+# -- the prepared students ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SliderGridEntry:
+    """One prepared student: its loss weights, batch size and role, a copy of its weights at
+    every snapshot epoch, its test MSE and R² there, and one value per epoch of each loss
+    term and of the test MSE (``heldout``)."""
+
+    weights: dict
+    batch_size: int
+    role: str
+    snapshots: list  # epochs
+    states: list  # one state_dict per snapshot
+    mse: list
+    r2: list
+    history: dict  # {term: float64 tensor, one value per epoch}
+
+
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # exp → {(name, run): grid}
+
+
+def slider_grid_key(exp, name: str, run: int = 0) -> dict:
+    s = exp.settings
+    return {
+        "what": f"slider-grid-{name}", "run": run, "engine": "stacked",
+        "groups": [(g.batch_size, g.epochs, g.snapshots, list(g.weights))
+                   for g in groups(name, s)],
+        "lr": s.lr_student, "weight_decay": s.weight_decay_student,
+        "teacher": teacher_key(s, "expert", run), **data_key(s),
+    }
+
+
+def slider_grid(exp, name: str, run: int = 0) -> list[SliderGridEntry]:
+    """The prepared students of a widget's sliders (``"retrain"``: lesson 03's
+    :func:`~kdteach.lesson.widgets.retrain_explorer`; ``"lgr"``: lesson 04's
+    :func:`~kdteach.lesson.widgets.lgr_explorer`) for run ``run``, from run ``run``'s expert:
+    loaded from the cache, else trained (each group of :func:`groups` in one stacked
+    training, with snapshots at every epochs-slider position) and stored."""
+    check_run(exp.settings, run)
+    prepared = _PREPARED.setdefault(exp, {})
+    if (name, run) not in prepared:
+        payload = exp.cache.load_or_build(f"slider-grid-{name}-run{run}",
+                                          slider_grid_key(exp, name, run),
+                                          lambda: _train_slider_grid(exp, name, run))
+        prepared[(name, run)] = [SliderGridEntry(**e) for e in payload["entries"]]
+    return prepared[(name, run)]
+
+
+def _train_slider_grid(exp, name: str, run: int) -> dict:
+    s = exp.settings
+    expert = exp.teachers("expert")[run]
+    entries = []
+    for group in groups(name, s):
+        losses = [DistillationLoss.from_weights(w) for w in group.weights]
+        roles = [role(s, loss, "expert") for loss in losses]
+        trained, history = train_many(
+            [initial_student(run, s.n_features).to(exp.device) for _ in losses],
+            exp.data.X_train, exp.data.y_train, losses,
+            [expert if loss.needs_teacher else None for loss in losses],
+            num_epochs=group.epochs, lr=s.lr_student, weight_decay=s.weight_decay_student,
+            batch_size=group.batch_size, seeds=[shuffle_seed(run, r) for r in roles],
+            labels=[f"{loss!r}" for loss in losses], heldout=exp.heldout,
+            snapshot_epochs=group.snapshots, progress=exp.progress,
+            desc=f"slider grid: {len(losses)} students, batch {group.batch_size}")
+        for m, (loss, name_m) in enumerate(zip(losses, roles)):
+            states = [history.snapshots[e][m] for e in group.snapshots]
+            scores = [evaluate(exp.student_from_state(state), exp.data.X_test, exp.data.y_test)
+                      for state in states]
+            curves = {t: torch.tensor(np.array([v[m] for v in history.epochs[t]]),
+                                      dtype=torch.float64) for t in [*loss.terms, "total"]}
+            curves[HELDOUT] = torch.tensor(np.array([v[m] for v in history.heldout]),
+                                           dtype=torch.float64)
+            entries.append(asdict(SliderGridEntry(
+                weights=shown_weights(loss), batch_size=group.batch_size, role=name_m,
+                snapshots=group.snapshots, states=states, mse=[x["mse"] for x in scores],
+                r2=[x["r2"] for x in scores], history=curves)))
+    return {"entries": entries}
+
+
+def prepared_student(exp, name: str, weights: dict, run: int = 0, epochs: int | None = None,
+                     batch_size: int | None = None) -> RetrainedStudent | None:
+    """The student of the prepared grid ``name`` with these loss ``weights``, epochs and
+    batch size (defaults: the profile's), distilled from run ``run``'s expert, with
+    ``source`` :data:`~kdteach.lesson.retrain.PREPARED`; None when the grid has no such
+    student or has not been prepared (:func:`slider_grid` is never started from here:
+    preparing is announced, never a surprise). ValueError for weights that cannot be
+    trained or a run that does not exist, like ``retrain_student``."""
+    loss = DistillationLoss.from_weights(weights)  # ValueError for impossible weights
+    s = exp.settings
+    check_run(s, run)
+    epochs = s.epochs_student if epochs is None else epochs
+    batch_size = s.batch_size if batch_size is None else batch_size
+    prepared = _PREPARED.setdefault(exp, {})
+    if (name, run) not in prepared:
+        if name not in GRIDS:
+            return None
+        payload = exp.cache.load(f"slider-grid-{name}-run{run}", slider_grid_key(exp, name, run))
+        if payload is None:
+            return None
+        prepared[(name, run)] = [SliderGridEntry(**e) for e in payload["entries"]]
+    wanted = weights_key(loss.weights)
+    for entry in prepared[(name, run)]:
+        if (entry.batch_size == batch_size and epochs in entry.snapshots
+                and weights_key(entry.weights) == wanted):
+            return _prepared_result(exp, entry, run, int(epochs))
+    return None
+
+
+def _prepared_result(exp, entry: SliderGridEntry, run: int, epochs: int) -> RetrainedStudent:
+    i = entry.snapshots.index(epochs)
+    frames = [pd.DataFrame({"run": run + 1, "epoch": np.arange(1, epochs + 1), "term": term,
+                            "loss": values[:epochs].numpy()})
+              for term, values in entry.history.items()]
+    loss = DistillationLoss.from_weights(dict(entry.weights))
+    return RetrainedStudent(
+        weights=dict(entry.weights), teacher="expert" if loss.needs_teacher else None,
+        epochs=epochs, batch_size=entry.batch_size, run=run, role=entry.role,
+        mse=entry.mse[i], r2=entry.r2[i], net=exp.student_from_state(entry.states[i]),
+        history=pd.concat(frames, ignore_index=True), source=PREPARED)

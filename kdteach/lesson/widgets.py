@@ -10,11 +10,11 @@ area (``panel.out``), so a test can drive it without a browser::
     print(output_text(panel.out))
 
 Retrain first looks the student up among those the notebook prepared
-(:meth:`kdteach.protocol.experiment.Experiment.prepared_student`: every position of the widget's
+(:func:`kdteach.lesson.slider_grid.prepared_student`: every position of the widget's
 main slider and of the epochs slider, trained in advance by
-:meth:`~kdteach.protocol.experiment.Experiment.slider_grid`), which answers at once. Anything else
+:func:`~kdteach.lesson.slider_grid.slider_grid`), which answers at once. Anything else
 is trained now, synchronously, by
-:meth:`~kdteach.protocol.experiment.Experiment.retrain_student` with the stacked engine, its loss
+:func:`~kdteach.lesson.retrain.retrain_student` with the stacked engine, its loss
 curve drawn live as it trains. The output says which of the two it was. The experiment
 owns the run, shuffle and cache bookkeeping; the widgets only read controls and show
 results.
@@ -37,8 +37,10 @@ import pandas as pd
 
 from kdteach.core.train import evaluate
 from kdteach.lesson import plots, slider_grid
-from kdteach.protocol.experiment import PREPARED, TRAINED_NOW
+from kdteach.lesson.retrain import PREPARED, TRAINED_NOW, RetrainedStudent, retrain_student
+from kdteach.lesson.slider_grid import prepared_student
 from kdteach.protocol.names import DISTILLED_EXPERT, LGR, SCRATCH, YOURS, run_label
+from kdteach.protocol.results import merge
 from kdteach.protocol.settings import get_settings
 
 # ---------------------------------------------------------------- the output area
@@ -237,10 +239,7 @@ def _notes(weights: dict, epochs: int) -> list[str]:
 def reference_scores(stages, names=None, run: int = 0) -> pd.DataFrame:
     """Mean test MSE over runs, and run ``run``'s MSE, of named models of some stages."""
     stages = stages if isinstance(stages, (list, tuple)) else [stages]
-    results = {}
-    for stage in stages:
-        for name, data in stage.results.items():
-            results.setdefault(name, data)
+    results = merge(stages).results
     names = list(names) if names is not None else list(results)
     column = f"{run_label(run)} MSE"
     rows = [
@@ -258,17 +257,17 @@ SOURCE_LINES = {
 }
 
 
-def _describe(result: dict, references: pd.DataFrame) -> str:
-    w = result["weights"]
+def _describe(result: RetrainedStudent, references: pd.DataFrame) -> str:
+    w = result.weights
     weights = " · ".join(f"{t} {w[t]:g}" for t in ("hard", "hp", "gr") if w.get(t))
     lines = [
-        *_notes(w, result["epochs"]),
-        f"{YOURS} ({run_label(result['run'])}, {weights}, {result['epochs']} epochs, "
-        f"batch {result['batch_size']}): test MSE {result['mse']:.4f}, R² {result['r2']:.3f}",
-        SOURCE_LINES[result["source"]],
+        *_notes(w, result.epochs),
+        f"{YOURS} ({run_label(result.run)}, {weights}, {result.epochs} epochs, "
+        f"batch {result.batch_size}): test MSE {result.mse:.4f}, R² {result.r2:.3f}",
+        SOURCE_LINES[result.source],
     ]
-    if result["role"] in set(references["model"]):
-        lines.append(f"(Same loss, teacher and batches as {result['role']}.)")
+    if result.role in set(references["model"]):
+        lines.append(f"(Same loss, teacher and batches as {result.role}.)")
     if not references.empty:
         lines += ["", "The stage's students for comparison:",
                   references.to_string(index=False, float_format=lambda v: f"{v:.4f}")]
@@ -305,30 +304,31 @@ class LiveCurve:
 
 
 def _retrain_and_show(out, exp, references, run, curves: bool, weights: dict, grid: str,
-                      epochs: int, batch_size: int | None = None) -> dict | None:
+                      epochs: int, batch_size: int | None = None
+                      ) -> RetrainedStudent | None:
     """Look the student up in the prepared grid ``grid``, else train it now with the
     stacked engine, its loss curve drawn live in ``out``; then show the result or the
     reason it could not be trained. Returns the result, or None."""
     problem = None
     with out:  # in a kernel this swallows exceptions (printing a traceback): catch inside
         try:
-            result = exp.prepared_student(grid, weights, run=run, epochs=epochs,
-                                          batch_size=batch_size)
+            result = prepared_student(exp, grid, weights, run=run, epochs=epochs,
+                                      batch_size=batch_size)
             if result is None:
                 show(out, "Training now…")
-                result = exp.retrain_student(weights, run=run, teacher="expert",
-                                             epochs=epochs, batch_size=batch_size,
-                                             engine="stacked", progress=False,
-                                             on_epoch=LiveCurve(out, epochs))
+                result = retrain_student(exp, weights, run=run, teacher="expert",
+                                         epochs=epochs, batch_size=batch_size,
+                                         engine="stacked", progress=False,
+                                         on_epoch=LiveCurve(out, epochs))
         except (ValueError, FloatingPointError) as exc:
             problem = exc
     if problem is not None:
         show(out, f"Cannot retrain with these settings: {problem}")
         return None
     column = f"{run_label(run)} MSE"
-    scores = {YOURS: result["mse"], **dict(zip(references["model"], references[column]))}
-    history = result["history"] if curves else None
-    fig = plots.retrained_student(result["net"], exp.data, scores, YOURS, history=history)
+    scores = {YOURS: result.mse, **dict(zip(references["model"], references[column]))}
+    history = result.history if curves else None
+    fig = plots.retrained_student(result.net, exp.data, scores, YOURS, history=history)
     fig.axes[-1].set_title(f"{run_label(run).capitalize()}: test MSE beside the stage's "
                            "students", fontsize="medium")
     show(out, _describe(result, references), fig)
@@ -362,7 +362,7 @@ def retrain_explorer(exp, stages=None, run: int = 0) -> Panel:
     ``stages``: where the reference students come from (default: parts 2 and 3).
     """
     s = exp.settings
-    stages = stages if stages is not None else [exp.expert_teacher(), exp.grid_search()]
+    stages = stages if stages is not None else [exp.run("expert_teacher"), exp.run("grid_search")]
     grid = next((st for st in stages if st.best), None)
     names = [SCRATCH, DISTILLED_EXPERT] + ([grid.best] if grid is not None else [])
     references = reference_scores(stages, names, run)
@@ -403,7 +403,7 @@ def lgr_explorer(exp, stages=None, run: int = 0) -> Panel:
     ``stages``: where the reference students come from (default: part 4).
     """
     s = exp.settings
-    stages = stages if stages is not None else [exp.gradient_regularisation()]
+    stages = stages if stages is not None else [exp.run("gradient_regularisation")]
     names = [SCRATCH, DISTILLED_EXPERT, LGR]
     references = reference_scores(stages, names, run)
 

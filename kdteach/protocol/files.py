@@ -20,6 +20,19 @@ from pathlib import Path
 Writer = Callable[[str], None]  # writes the file's contents to the path it is given
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_NEW_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file
+
+
+class PartlyReplaced(OSError):
+    """:func:`write_all_atomic` failed while renaming: some targets are new, some old."""
+
+
 def remove_quietly(path) -> None:
     """Remove ``path`` if it is there; an error is ignored (the file was temporary)."""
     try:
@@ -44,6 +57,8 @@ def write_temporary(path: Path, write: Writer) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        # mkstemp makes the file private (0600): give it the target's mode, or a new file's
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else _NEW_FILE_MODE)
         write(tmp)
         _sync(tmp)
     except BaseException:
@@ -77,7 +92,8 @@ def write_all_atomic(targets: Iterable[tuple[Path, Writer]]) -> list[Path]:
     """Write every ``(path, write)`` to a temporary file first, then rename each into place.
 
     A failure while writing leaves every target as it was and no temporary file behind. A
-    failure while renaming (rare: renames need no space) removes the temporaries left."""
+    failure while renaming (rare: renames need no space) removes the temporaries left and
+    raises :class:`PartlyReplaced`."""
     written: list[tuple[str, Path]] = []
     try:
         for path, write in targets:
@@ -91,6 +107,10 @@ def write_all_atomic(targets: Iterable[tuple[Path, Writer]]) -> list[Path]:
         while left:
             os.replace(*left[0])
             left.pop(0)
+    except OSError as exc:
+        for tmp, _ in left:
+            remove_quietly(tmp)
+        raise PartlyReplaced(exc.errno, exc.strerror or str(exc)) from exc
     except BaseException:
         for tmp, _ in left:
             remove_quietly(tmp)

@@ -1,1 +1,40 @@
-"""kdteach.publish"""
+"""kdteach.publish: the tools that publish the notebooks, kept apart from what a learner runs.
+
+* :mod:`~kdteach.publish.slides`: the slide metadata, by rules, and one offline reveal.js
+  deck per lesson (``make slides``);
+* :mod:`~kdteach.publish.site`: the lessons and solutions as an offline web site
+  (``make site``);
+* :mod:`~kdteach.publish.offline_html`: the nbconvert exporters behind both, with reveal.js
+  and MathJax copied from installed packages instead of fetched from the network;
+* :mod:`~kdteach.publish.saved_widgets`: a notebook's saved widget state drawn as static HTML;
+* :mod:`~kdteach.publish.learner_notebooks`: the learners' exercise notebooks, generated
+  from the instructor's solution notebooks (``make exercises``).
+
+They need nbconvert, nbformat, nbclient, jinja2, sphinx-revealjs and jupyter-server-mathjax,
+which a learner does not: ``pip install "kdteach[publish]"`` (``make`` installs them with the
+``dev`` extra). A publishing module imported without them raises an :class:`ImportError`
+that says so (:func:`missing_extra`).
+
+The layers: this package may import any other part of kdteach; no other part imports it.
+"""
+
+from __future__ import annotations
+
+EXTRA = "kdteach[publish]"
+INSTALL = f'pip install "{EXTRA}"'
+
+
+def missing_extra(exc: ImportError) -> ModuleNotFoundError:
+    """The error to raise, ``from exc``, when a publishing dependency cannot be imported::
+
+        try:
+            import nbformat
+        except ImportError as exc:
+            raise missing_extra(exc) from exc
+    """
+    name = exc.name or "one of its dependencies"
+    return ModuleNotFoundError(
+        f"the publishing tools (kdteach.publish) need {name}, which cannot be imported "
+        f"({exc}): {INSTALL} (make installs it with the dev extra)",
+        name=exc.name,
+    )

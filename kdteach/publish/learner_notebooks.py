@@ -1,17 +1,24 @@
-"""The learner's exercise notebooks, generated from the instructor notebooks.
+"""The learner's exercise notebooks and the package's solutions, generated from the
+instructor notebooks.
 
-The instructor notebooks in ``notebooks/solutions/`` are the one source: each reference
+The instructor notebooks (``notebooks/solutions/``) are the one source: each reference
 solution sits inside its function between a ``# BEGIN SOLUTION`` and an ``# END SOLUTION``
-line. The learner notebook of the same name in ``notebooks/exercises/`` is that notebook
-with every such block replaced by a stub that raises ``NotImplementedError`` and each check
-cell (``exercises.check("name", name)``) showing the verdict on an untouched stub; every other
-cell keeps its source and its output.
+line. This tool writes two things from them:
 
-    python -m kdteach.publish.learner_notebooks          # write notebooks/exercises/
+- the learner notebook of the same name in ``notebooks/exercises/``: that notebook with every
+  such block replaced by a stub that raises ``NotImplementedError`` and each check cell
+  (``exercises.check("name", name)``) showing the verdict on an untouched stub; every other
+  cell keeps its source and its output;
+- the package data file ``kdteach/exercises/solutions.json``: {function name: its complete
+  source, markers removed}, which ``exercises.solution(name)`` reads.
+
+    python -m kdteach.publish.learner_notebooks          # write both
     python -m kdteach.publish.learner_notebooks --check  # exit 1 if one is out of date
 
-Reading a solution (:func:`solution_source`) needs only the standard library; writing the
-learner notebooks needs ``nbformat`` (a development dependency).
+The folders come from ``--solutions``, ``--exercises`` and ``--package-data``; the defaults
+are relative to the current folder, the repository root when ``make exercises`` runs it.
+Reading the solutions needs only the standard library; writing the learner notebooks needs
+``nbformat`` (a development dependency).
 """
 
 from __future__ import annotations
@@ -19,29 +26,29 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
-from kdteach.exercises import not_attempted
+from kdteach.exercises import names, not_attempted
+from kdteach.protocol.files import write_text_atomic
 
-ROOT = Path(__file__).resolve().parents[2]
-SOLUTIONS_DIR = ROOT / "notebooks" / "solutions"
-EXERCISES_DIR = ROOT / "notebooks" / "exercises"
+SOLUTIONS_DIR = Path("notebooks/solutions")
+EXERCISES_DIR = Path("notebooks/exercises")
+PACKAGE_DATA = Path("kdteach/exercises/solutions.json")
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 CHECK_CALL = re.compile(r'^exercises\.check\("(\w+)", (\w+)\)$', re.M)
 _DEF = re.compile(r"^def (\w+)\(")
 
 
-def solution_notebooks() -> list[Path]:
-    paths = sorted(SOLUTIONS_DIR.glob("*.ipynb"))
+def solution_notebooks(solutions: Path = SOLUTIONS_DIR) -> list[Path]:
+    """The instructor notebooks in ``solutions``, sorted by name."""
+    paths = sorted(Path(solutions).glob("*.ipynb"))
     if not paths:
         raise FileNotFoundError(
-            f"no instructor notebooks in {SOLUTIONS_DIR}: the solutions live in the kdteach "
-            "repository's notebooks/solutions/, so work in a checkout of it "
-            "(installed with `pip install -e .`)"
+            f"no instructor notebooks in {solutions}: the solutions live in the kdteach "
+            "repository's notebooks/solutions/; run this from a checkout's root or pass "
+            "--solutions"
         )
     return paths
 
@@ -52,15 +59,37 @@ def _code_sources(path: Path) -> list[str]:
     return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
 
 
-def solution_source(name: str) -> str:
-    """The complete function ``name`` as the instructor notebook defines it, markers removed."""
-    for path in solution_notebooks():
+def solution_sources(solutions: Path = SOLUTIONS_DIR) -> dict[str, str]:
+    """{name: complete source, markers removed} of every function that holds a solution block."""
+    found: dict[str, str] = {}
+    for path in solution_notebooks(solutions):
         for source in _code_sources(path):
             for node in ast.parse(source).body:
-                if isinstance(node, ast.FunctionDef) and node.name == name:
-                    lines = source.split("\n")[node.lineno - 1 : node.end_lineno]
-                    return "\n".join(ln for ln in lines if ln.strip() not in (BEGIN, END))
-    raise LookupError(f"no instructor notebook in {SOLUTIONS_DIR} defines {name}()")
+                if not isinstance(node, ast.FunctionDef):
+                    continue
+                lines = source.split("\n")[node.lineno - 1 : node.end_lineno]
+                if not any(ln.strip() == BEGIN for ln in lines):
+                    continue
+                if node.name in found:
+                    raise ValueError(f"{path.name}: a second solution of {node.name}()")
+                found[node.name] = "\n".join(ln for ln in lines if ln.strip() not in (BEGIN, END))
+    return found
+
+
+def solution_source(name: str, solutions: Path = SOLUTIONS_DIR) -> str:
+    """The complete function ``name`` as the instructor notebook defines it, markers removed."""
+    sources = solution_sources(solutions)
+    if name not in sources:
+        raise LookupError(f"no instructor notebook in {solutions} defines {name}()")
+    return sources[name]
+
+
+def solutions_json(solutions: Path = SOLUTIONS_DIR) -> str:
+    """The text of the package data file: every exercise's solution, sorted by name."""
+    sources = solution_sources(solutions)
+    if missing := [n for n in names() if n not in sources]:
+        raise LookupError(f"no instructor notebook in {solutions} solves {', '.join(missing)}")
+    return json.dumps(sources, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def strip_solutions(source: str) -> str:
@@ -139,57 +168,73 @@ def _defs(source: str) -> list[str]:
     return [m.group(1) for m in (_DEF.match(line) for line in source.split("\n")) if m]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def build(
+    check: bool = False,
+    solutions: Path = SOLUTIONS_DIR,
+    exercises: Path = EXERCISES_DIR,
+    package_data: Path = PACKAGE_DATA,
+) -> tuple[list[Path], list[Path]]:
+    """Write each learner notebook and the solutions file (with ``check``, only compare).
 
-
-def build(check: bool = False) -> tuple[list[Path], list[Path]]:
-    """Write each learner notebook (with ``check``, only compare).
-
-    Returns the learner notebooks that differed from the generated ones, and those that
+    Returns the files that differed from the generated ones, and the learner notebooks that
     have no instructor notebook (never deleted here: remove them by hand).
     """
     import nbformat
 
-    sources = solution_notebooks()
+    solutions, exercises, package_data = Path(solutions), Path(exercises), Path(package_data)
+    sources = solution_notebooks(solutions)
+    wanted = [
+        (exercises / path.name, nbformat.writes(learner_notebook(path)) + "\n")
+        for path in sources
+    ]
+    wanted.append((package_data, solutions_json(solutions)))
     stale = []
-    for solution_path in sources:
-        target = EXERCISES_DIR / solution_path.name
-        text = nbformat.writes(learner_notebook(solution_path)) + "\n"
+    for target, text in wanted:
         current = target.read_text(encoding="utf-8") if target.exists() else None
         if text != current:
             stale.append(target)
             if not check:
-                _atomic_write(target, text)
-    names = {p.name for p in sources}
-    orphans = sorted(p for p in EXERCISES_DIR.glob("*.ipynb") if p.name not in names)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(target, text)
+    notebook_names = {p.name for p in sources}
+    orphans = sorted(p for p in exercises.glob("*.ipynb") if p.name not in notebook_names)
     return stale, orphans
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m kdteach.publish.learner_notebooks",
-        description="Generate notebooks/exercises/ from the instructor notebooks.",
+        description="Generate the learner notebooks and the package's solutions.json from "
+        "the instructor notebooks.",
     )
     parser.add_argument(
-        "--check", action="store_true", help="only report learner notebooks that are out of date"
+        "--check", action="store_true", help="only report the files that are out of date"
+    )
+    parser.add_argument(
+        "--solutions", type=Path, default=SOLUTIONS_DIR,
+        help=f"the instructor notebooks (default: {SOLUTIONS_DIR})",
+    )
+    parser.add_argument(
+        "--exercises", type=Path, default=EXERCISES_DIR,
+        help=f"the learner notebooks to write (default: {EXERCISES_DIR})",
+    )
+    parser.add_argument(
+        "--package-data", type=Path, default=PACKAGE_DATA,
+        help=f"the solutions file to write (default: {PACKAGE_DATA})",
     )
     args = parser.parse_args(argv)
-    stale, orphans = build(check=args.check)
+    stale, orphans = build(
+        check=args.check,
+        solutions=args.solutions,
+        exercises=args.exercises,
+        package_data=args.package_data,
+    )
     for path in stale:
-        print(f"{path.relative_to(ROOT)}: {'out of date' if args.check else 'written'}")
+        print(f"{path}: {'out of date' if args.check else 'written'}")
     for path in orphans:
-        print(f"{path.relative_to(ROOT)}: no instructor notebook of this name; remove it")
+        print(f"{path}: no instructor notebook of this name; remove it")
     if args.check and stale:
-        print("run `make exercises` to regenerate the learner notebooks", file=sys.stderr)
+        print("run `make exercises` to regenerate them", file=sys.stderr)
     return 1 if orphans or (args.check and stale) else 0
 
 

@@ -23,7 +23,12 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
-from jinja2 import DictLoader
+from kdteach.publish import INSTALL, missing_extra
+
+try:
+    from jinja2 import DictLoader
+except ImportError as exc:
+    raise missing_extra(exc) from exc
 
 from kdteach.publish.saved_widgets import CSS as WIDGET_CSS
 from kdteach.publish.saved_widgets import SavedWidgetsPreprocessor
@@ -87,8 +92,8 @@ def _package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         pip_name = package.replace("_", "-")
-        raise RuntimeError(f"the offline pages need the package {pip_name}: "
-                           f"pip install {pip_name} (make installs it with the dev extras)")
+        raise RuntimeError(f"the offline pages need the package {pip_name}: {INSTALL} "
+                           "(make installs it with the dev extra)")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -166,15 +171,6 @@ def convert(nb, kind: str, name: str, static: str = STATIC) -> str:
     return body
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ---------------------------------------------------------------- what would be fetched
 
 _REMOTE = re.compile(r"^(https?:)?//", re.I)
@@ -217,30 +213,3 @@ def remote_urls(html_text: str) -> list[str]:
     scanner.feed(html_text)
     scanner.close()
     return scanner.urls
-
-
-_LINKED_CSS = re.compile(r"""<link[^>]+href=["']([^"']+\.css)["']""", re.I)
-_IMPORTED_CSS = re.compile(r"""@import\s+(?:url\()?\s*["']?([^"')\s;]+\.css)""", re.I)
-
-
-def remote_urls_of_page(page: Path) -> list[str]:
-    """Remote scripts and styles of an HTML file, including those that the local style
-    sheets it links pull in with ``@import`` or ``url(...)``."""
-    page = Path(page)
-    text = page.read_text(encoding="utf-8")
-    found = remote_urls(text)
-    queue = [page.parent / href for href in _LINKED_CSS.findall(text) if not _REMOTE.match(href)]
-    seen = set()
-    while queue:
-        sheet = queue.pop().resolve()
-        if sheet in seen:
-            continue
-        seen.add(sheet)
-        if not sheet.is_file():
-            found.append(f"missing local style sheet {sheet}")
-            continue
-        css = sheet.read_text(encoding="utf-8", errors="replace")
-        found += _CSS_REMOTE.findall(css)
-        queue += [sheet.parent / href for href in _IMPORTED_CSS.findall(css)
-                  if not _REMOTE.match(href)]
-    return found

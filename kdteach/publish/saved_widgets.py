@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import html
 
-from nbconvert.preprocessors import Preprocessor
+from kdteach.publish import missing_extra
+
+try:
+    from nbconvert.preprocessors import Preprocessor
+except ImportError as exc:
+    raise missing_extra(exc) from exc
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

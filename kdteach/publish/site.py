@@ -20,15 +20,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
+from kdteach.protocol.files import write_text_atomic
+from kdteach.publish import missing_extra
 
-from kdteach.publish.offline_html import (
-    MATHJAX_CONFIG,
-    STATIC,
-    convert,
-    copy_assets,
-    write_text_atomic,
-)
+try:
+    import nbformat
+except ImportError as exc:
+    raise missing_extra(exc) from exc
+
+from kdteach.publish.offline_html import MATHJAX_CONFIG, STATIC, convert, copy_assets
 
 SOLUTIONS = "solutions"
 
@@ -77,7 +77,10 @@ def needs_execution(nb) -> bool:
 
 def execute(nb, folder: Path):
     """Run ``nb`` in ``folder`` with a python3 kernel; widget state is kept."""
-    from nbclient import NotebookClient
+    try:
+        from nbclient import NotebookClient
+    except ImportError as exc:
+        raise missing_extra(exc) from exc
 
     NotebookClient(nb, timeout=None, kernel_name="python3",
                    resources={"metadata": {"path": str(folder)}}).execute()

@@ -31,10 +31,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import nbformat
+from kdteach.protocol.files import write_atomic, write_text_atomic
+from kdteach.publish import missing_extra
+
+try:
+    import nbformat
+except ImportError as exc:
+    raise missing_extra(exc) from exc
 
 EXTRA_CODE = "# extra code"
-SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
 CLOSING_HEADINGS = ("## Takeaways", "## Try it")
 
 
@@ -104,15 +109,6 @@ def problems(nb) -> list[str]:
     return found
 
 
-def _write_atomic(path: Path, nb) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        nbformat.write(nb, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _read(path: Path):
     if not path.is_file():
         raise ValueError(f"no notebook at {path}")
@@ -129,7 +125,7 @@ def tag_files(paths) -> dict[Path, int]:
         nb = _read(path)
         counts[path] = tag(nb)
         if counts[path]:
-            _write_atomic(path, nb)
+            write_atomic(path, lambda tmp, nb=nb: nbformat.write(nb, tmp))
     return counts
 
 
@@ -147,7 +143,7 @@ def build_decks(paths, out="slides") -> list[Path]:
     The decks show the notebooks as saved (their outputs and widget state); a notebook
     whose slide metadata breaks the rules is refused with the cells to fix.
     """
-    from kdteach.publish.offline_html import convert, copy_assets, write_text_atomic
+    from kdteach.publish.offline_html import convert, copy_assets
 
     paths = [Path(p) for p in paths]
     if not paths:

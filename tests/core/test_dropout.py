@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from kdteach.core.models import expert_teacher_spec
-from kdteach.core.stacked import PrefetchedDropout, dropout_divisors
-from kdteach.core.train import dropout_shapes
+from kdteach.core.stacked import PrefetchedDropout, dropout_divisors, dropout_shapes
 
 
 def _generators(seeds):
@@ -93,8 +92,8 @@ def test_the_plan_follows_epochs_batches_and_dropout_layers():
 
 def test_training_that_stops_early_leaves_no_drawing_thread():
     from kdteach.core.data import make_dataset
-    from kdteach.core.train import train_many
-    from kdteach.protocol.experiment import initial_teacher
+    from kdteach.core.stacked import train_many
+    from kdteach.protocol.seeds import initial_teacher
 
     d = make_dataset(n_samples=200)
     nets = [initial_teacher("expert", r) for r in range(2)]
@@ -106,9 +105,9 @@ def test_training_that_stops_early_leaves_no_drawing_thread():
 
 @pytest.mark.parametrize("free_core", [True, False])
 def test_masks_are_drawn_ahead_only_when_a_core_is_free(monkeypatch, free_core):
-    from kdteach.core import train as train_module
+    from kdteach.core import stacked as engine
     from kdteach.core.data import make_dataset
-    from kdteach.protocol.experiment import initial_teacher
+    from kdteach.protocol.seeds import initial_teacher
 
     made = []
 
@@ -117,16 +116,16 @@ def test_masks_are_drawn_ahead_only_when_a_core_is_free(monkeypatch, free_core):
             made.append(args)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "PrefetchedDropout", Spy)
-    monkeypatch.setattr(train_module, "has_free_core", lambda: free_core)
+    monkeypatch.setattr(engine, "PrefetchedDropout", Spy)
+    monkeypatch.setattr(engine, "has_free_core", lambda: free_core)
     d = make_dataset(n_samples=300)
     nets = [initial_teacher("expert", r) for r in range(2)]
-    ahead, _ = train_module.train_many(nets, d.X_train, d.y_train, num_epochs=2, lr=1e-3,
-                                       progress=False)
+    ahead, _ = engine.train_many(nets, d.X_train, d.y_train, num_epochs=2, lr=1e-3,
+                                 progress=False)
     assert len(made) == int(free_core)
-    monkeypatch.setattr(train_module, "has_free_core", lambda: not free_core)
-    inline, _ = train_module.train_many(nets, d.X_train, d.y_train, num_epochs=2, lr=1e-3,
-                                        progress=False)
+    monkeypatch.setattr(engine, "has_free_core", lambda: not free_core)
+    inline, _ = engine.train_many(nets, d.X_train, d.y_train, num_epochs=2, lr=1e-3,
+                                  progress=False)
     for a, b in zip(ahead, inline):  # the same masks either way
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
                                                      b.state_dict().values()))

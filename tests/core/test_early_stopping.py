@@ -1,4 +1,4 @@
-"""Early stopping in kdteach.core.train: ``val=`` and ``patience=`` of train and train_many.
+"""Early stopping: ``val=`` and ``patience=`` of train and train_many.
 
 The set-up over-fits on purpose: 128 training samples, a high learning rate and small
 batches, so the validation MSE (on part of the test split) turns up after some epochs
@@ -18,7 +18,8 @@ import torch
 from kdteach.core.data import make_dataset
 from kdteach.core.losses import DistillationLoss
 from kdteach.core.models import StudentNet
-from kdteach.core.train import History, evaluate, train, train_many
+from kdteach.core.stacked import train_many
+from kdteach.core.train import History, evaluate, train
 
 COMMON = dict(lr=1e-2, batch_size=32, progress=False)
 PATIENCE = 3
@@ -84,7 +85,7 @@ def stopped(data, inits):
 
 def test_patience_stops_early_and_restores_the_best_epoch_by_copy(stopped, data, inits):
     net, history = stopped
-    best, last = int(history.best_epoch[0]), int(history.stopped_epoch[0])
+    best, last = history.best_epoch, history.stopped_epoch
     assert 1 < best < last < 40  # the set-up over-fits: the best epoch is not the last
     assert last == best + PATIENCE
     assert len(history) == last == len(history.val_mse)
@@ -97,7 +98,7 @@ def test_patience_stops_early_and_restores_the_best_epoch_by_copy(stopped, data,
 def test_best_epoch_is_the_lowest_validation_mse_and_patience_is_counted(stopped):
     _, history = stopped
     curve = np.concatenate(history.val_mse)
-    best = int(history.best_epoch[0])
+    best = history.best_epoch
     assert curve[best - 1] == curve.min()
     assert (curve[best:] >= curve[best - 1]).all()  # no improvement in the last PATIENCE
     assert (curve[: best - 1] > curve[best - 1]).all()  # strictly better than every earlier
@@ -106,7 +107,7 @@ def test_best_epoch_is_the_lowest_validation_mse_and_patience_is_counted(stopped
 def test_val_mse_is_evaluate_on_the_validation_set_at_that_epoch(stopped, data, inits):
     _, history = stopped
     X_val, y_val = data[2]
-    for epoch in (1, int(history.best_epoch[0]), int(history.stopped_epoch[0])):
+    for epoch in (1, history.best_epoch, history.stopped_epoch):
         net = trained_for(inits[0], data, epoch)
         expected = evaluate(net, X_val, y_val)["mse"]
         assert history.val_mse[epoch - 1][0] == pytest.approx(expected, rel=1e-5)
@@ -129,9 +130,9 @@ def test_without_patience_every_epoch_runs_and_the_best_is_restored(data, inits)
     X, y, val = data
     net = fresh(inits[0])
     history = train(net, X, y, num_epochs=20, seed=0, val=val, **COMMON)
-    assert len(history) == 20 and history.stopped_epoch.tolist() == [20]
+    assert len(history) == 20 and history.stopped_epoch == 20
     curve = np.concatenate(history.val_mse)
-    best = int(history.best_epoch[0])
+    best = history.best_epoch
     assert best == int(np.argmin(curve)) + 1 and best < 20
     assert_same_weights(net, trained_for(inits[0], data, best))
 
@@ -141,9 +142,30 @@ def test_without_val_nothing_changes(data, inits):
     net = fresh(inits[0])
     history = train(net, X, y, num_epochs=4, seed=0, **COMMON)
     assert history.best_epoch is None and history.val_mse == []
-    assert history.stopped_epoch.tolist() == [4]
+    assert history.stopped_epoch == 4
     assert "val" not in set(history.to_frame()["term"])
     assert_same_weights(net, trained_for(inits[0], data, 4))  # the last epoch's weights
+
+
+def test_one_model_history_gives_plain_ints(stopped, data, inits):
+    """After train() (one model) best_epoch and stopped_epoch are Python ints, not arrays;
+    best_epoch is None without early stopping."""
+    _, history = stopped
+    assert type(history.best_epoch) is int and type(history.stopped_epoch) is int
+    X, y, _ = data
+    plain = train(fresh(inits[0]), X, y, num_epochs=2, seed=0, **COMMON)
+    assert plain.best_epoch is None and type(plain.stopped_epoch) is int
+    assert plain.stopped_epoch == 2
+    frame = plain.to_frame()  # the frame still cuts at the stopped epoch
+    assert frame["epoch"].max() == 2
+
+
+def test_train_many_history_keeps_one_entry_per_model(data, inits):
+    X, y, val = data
+    _, history = train_many([fresh(inits[0]), fresh(inits[1])], X, y, num_epochs=2,
+                            val=val, **COMMON)
+    for values in (history.best_epoch, history.stopped_epoch):
+        assert isinstance(values, np.ndarray) and values.shape == (2,)
 
 
 def test_history_of_a_plain_history_has_no_best_epoch():  # bookkeeping: on the CPU
@@ -229,8 +251,8 @@ def test_train_many_val_mse_equals_train_val_mse(many, data, inits, tol):
         h = train(fresh(inits[m]), X, y, num_epochs=40, seed=m, val=val, patience=PATIENCE,
                   **COMMON)
         stop = int(history.stopped_epoch[m])
-        assert int(h.best_epoch[0]) == history.best_epoch[m]
-        assert int(h.stopped_epoch[0]) == stop
+        assert h.best_epoch == history.best_epoch[m]
+        assert h.stopped_epoch == stop
         column = np.array([epoch[m] for epoch in history.val_mse[:stop]])
         np.testing.assert_allclose(column, np.concatenate(h.val_mse), rtol=tol(1e-4))
 
@@ -293,7 +315,7 @@ def test_zero_epochs_with_val_keeps_the_initial_weights(data, inits):
     X, y, val = data
     net = fresh(inits[0])
     history = train(net, X, y, num_epochs=0, val=val, patience=2, **COMMON)
-    assert history.best_epoch.tolist() == [0] and history.stopped_epoch.tolist() == [0]
+    assert history.best_epoch == 0 and history.stopped_epoch == 0
     assert len(history) == 0 and history.val_mse == []
     assert_same_weights(net, fresh(inits[0]))
 

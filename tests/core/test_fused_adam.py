@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from kdteach.core.train import FusedAdam, _make_adam
+from kdteach.core.stacked import FusedAdam, make_adam
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-4])
@@ -40,5 +40,5 @@ def test_a_parameter_without_a_gradient_is_left_alone_and_keeps_its_step_count()
 
 def test_the_engine_uses_it_unless_told_not_to():
     p = [torch.zeros(2, requires_grad=True)]
-    assert isinstance(_make_adam(p, 1e-3, 0.0, fused=True), FusedAdam)
-    assert isinstance(_make_adam(p, 1e-3, 0.0, fused=False), torch.optim.Adam)
+    assert isinstance(make_adam(p, 1e-3, 0.0, fused=True), FusedAdam)
+    assert isinstance(make_adam(p, 1e-3, 0.0, fused=False), torch.optim.Adam)

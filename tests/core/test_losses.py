@@ -17,7 +17,7 @@ from torch import nn
 
 from kdteach.core.losses import (
     DistillationLoss,
-    feature_matching,
+    feat_loss,
     gr_loss,
     hard_loss,
     hp_loss,
@@ -505,6 +505,11 @@ def test_output_jacobian_needs_one_output(batch, device):
 
 
 # ---------------------------------------------------------------- feat: L_FEAT (FitNets)
+
+
+def feature_matching(student, adapter, teacher, X: torch.Tensor) -> torch.Tensor:
+    """L_FEAT on ``X``: ``MSE(adapter(h_s), h_t)``, mean over samples and features."""
+    return feat_loss(adapter(last_hidden_features(student, X)), teacher_features(teacher, X))
 
 
 def duplicating_teacher_and_adapter(student):

@@ -8,7 +8,6 @@ from torch import nn
 
 from kdteach.core.models import (
     MLP,
-    MODEL_CLASSES,
     ExpertTeacherNet,
     MLPSpec,
     RegularisedTeacherNet,
@@ -222,12 +221,6 @@ def test_forward_shapes():
     x = torch.randn(3, 10)
     for cls in (TeacherNet, ExpertTeacherNet, StudentNet):
         assert tuple(cls()(x).shape) == (3, 1)
-
-
-def test_model_classes_registry():
-    expected = {"teacher": TeacherNet, "expert": ExpertTeacherNet,
-                "regularised": RegularisedTeacherNet, "student": StudentNet}
-    assert MODEL_CLASSES == expected
 
 
 def test_regularised_teacher_is_the_teacher_with_the_experts_dropout():

@@ -14,8 +14,7 @@ from kdteach.core import resources
 from kdteach.core.data import make_dataset
 from kdteach.core.models import StudentNet, TeacherNet, count_parameters
 from kdteach.core.resources import NotEnoughMemory, estimate_training_bytes, free_memory
-from kdteach.core.stacked import StackedMLP
-from kdteach.core.train import train_many
+from kdteach.core.stacked import StackedMLP, train_many
 
 CPU_FAILURE = (
     "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
@@ -56,7 +55,7 @@ RSS_SCRIPT = """
 import json, resource, sys, torch
 from kdteach.core.models import StudentNet, TeacherNet
 from kdteach.core.resources import estimate_training_bytes
-from kdteach.core.train import train_many
+from kdteach.core.stacked import train_many
 torch.set_num_threads(1)
 kind, m, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 nets = [(TeacherNet if kind == "teacher" else StudentNet)() for _ in range(m)]

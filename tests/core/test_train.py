@@ -1,4 +1,5 @@
-"""Tests for kdteach.core.train: the one-model loop, the stacked engine and evaluation.
+"""Tests for kdteach.core.train and the stacked engine's train_many: the one-model loop,
+the stacked engine and evaluation.
 
 Data, teachers and students live on the ``device`` fixture's device (KDTEACH_DEVICE), so that
 ``make test-gpu`` trains them on CUDA. Comparisons of two different computations use
@@ -25,6 +26,7 @@ from kdteach.core.models import (
     TeacherNet,
     count_parameters,
 )
+from kdteach.core.stacked import train_many
 from kdteach.core.train import (
     ADAPTER_SEED_OFFSET,
     History,
@@ -34,7 +36,6 @@ from kdteach.core.train import (
     predict,
     teacher_targets,
     train,
-    train_many,
 )
 
 HP = {"hard": 0.3, "hp": 0.7}

@@ -7,6 +7,8 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from kdteach import __main__ as cli
 from kdteach.lesson import figures as talk_figures
@@ -28,6 +30,23 @@ def cache(tmp_path_factory):
 def exp(cache):
     settings = get_settings("quick", device="cpu", n_runs=2, epochs_teacher=2, epochs_student=2)
     return Experiment(settings, cache=cache, progress=False)
+
+
+def small_texts(fig: Figure, min_pt: float = talk_figures.MIN_FONT_PT) -> list[str]:
+    """Visible texts of ``fig`` set smaller than ``min_pt`` points, as ``'text' (size)``."""
+    found = []
+    for text in fig.findobj(Text):
+        if text.get_visible() and text.get_text().strip() and text.get_fontsize() < min_pt:
+            found.append(f"{text.get_text()!r} ({text.get_fontsize():.1f} pt)")
+    return found
+
+
+def overflow_inches(fig: Figure) -> float:
+    """How far (inches) what ``fig`` draws reaches past its edges: 0 when nothing is cut."""
+    drawn = fig.get_tightbbox(fig.canvas.get_renderer())
+    edge = fig.bbox_inches
+    return max(0.0, edge.x0 - drawn.x0, drawn.x1 - edge.x1, edge.y0 - drawn.y0,
+               drawn.y1 - edge.y1)
 
 
 def png_size(path):
@@ -59,9 +78,9 @@ def test_each_figure_is_16_9_with_talk_fonts_and_nothing_cut_off(exp, name):
         width, height = fig.get_size_inches()
         assert width / height == pytest.approx(16 / 9, rel=1e-3)
         assert width >= 13
-        small = talk_figures.small_texts(fig)
+        small = small_texts(fig)
         assert not small, f"texts under {talk_figures.MIN_FONT_PT} pt: {small[:5]}"
-        assert talk_figures.overflow_inches(fig) < 0.01, "something is drawn past the edge"
+        assert overflow_inches(fig) < 0.01, "something is drawn past the edge"
     finally:
         plt.close(fig)
 
@@ -71,15 +90,15 @@ def test_small_texts_and_overflow_can_fail():
     ax.set_title("tiny", fontsize=8)
     ax.text(1.5, 0.5, "far to the right of the figure", transform=fig.transFigure, fontsize=20)
     try:
-        assert talk_figures.small_texts(fig) == ["'tiny' (8.0 pt)"]
-        assert talk_figures.overflow_inches(fig) > 1
+        assert small_texts(fig) == ["'tiny' (8.0 pt)"]
+        assert overflow_inches(fig) > 1
     finally:
         plt.close(fig)
 
 
 def test_command_line_writes_every_figure_as_png_and_svg(exp, cache, tmp_path, monkeypatch,
                                                           capsys):
-    exp.gradient_regularisation()  # every stage in the cache: the command trains nothing
+    exp.run("gradient_regularisation")  # every stage in the cache: the command trains nothing
     monkeypatch.setenv("KDTEACH_CACHE", str(cache))
     monkeypatch.setenv("KDTEACH_DEVICE", "cpu")
     out = tmp_path / "talk"

@@ -8,14 +8,8 @@ from kdteach.core.models import StudentNet
 from kdteach.core.train import train
 from kdteach.lesson import plots
 from kdteach.protocol import names as naming
-from kdteach.protocol.experiment import (
-    DISTILLED,
-    EXPERT,
-    LGR,
-    SCRATCH,
-    TEACHER,
-    Experiment,
-)
+from kdteach.protocol.experiment import Experiment
+from kdteach.protocol.names import DISTILLED, EXPERT, LGR, SCRATCH, TEACHER
 from kdteach.protocol.settings import get_settings
 
 matplotlib.use("Agg")  # headless, whatever MPLBACKEND says
@@ -93,7 +87,7 @@ def test_data_explorer_figure_has_two_panels_and_handles_no_noise():
 
 
 def test_prediction_panels_one_column_per_model(exp):
-    part1 = exp.standard_teacher()
+    part1 = exp.run("standard_teacher")
     fig = plots.prediction_panels(part1, exp.data, run=1)
     assert len(fig.axes) == 2 * 3
     top = fig.axes[:3]
@@ -105,7 +99,7 @@ def test_prediction_panels_one_column_per_model(exp):
 
 
 def test_prediction_panels_merges_stages_and_checks_names_and_runs(exp):
-    stages = [exp.standard_teacher(), exp.expert_teacher()]
+    stages = [exp.run("standard_teacher"), exp.run("expert_teacher")]
     fig = plots.prediction_panels(stages, exp.data, names=[EXPERT, SCRATCH])
     assert [ax.get_title().splitlines()[0] for ax in fig.axes[:2]] == [EXPERT, SCRATCH]
     with pytest.raises(ValueError, match="no models named"):
@@ -122,7 +116,7 @@ def test_single_net_works_for_any_run(exp):
 
 
 def test_loss_curves_from_a_stage_one_line_per_term_on_log_scale(exp):
-    final = exp.gradient_regularisation()
+    final = exp.run("gradient_regularisation")
     fig = plots.loss_curves(final)
     (ax,) = fig.axes
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "epoch"
@@ -136,8 +130,8 @@ def test_loss_curves_from_a_stage_one_line_per_term_on_log_scale(exp):
 
 def test_loss_curves_needs_a_model_when_several(exp):
     with pytest.raises(ValueError, match="several models"):
-        plots.loss_curves(exp.grid_search())
-    fig = plots.loss_curves(exp.grid_search(), model=exp.grid_search().best)
+        plots.loss_curves(exp.run("grid_search"))
+    fig = plots.loss_curves(exp.run("grid_search"), model=exp.run("grid_search").best)
     assert len(data_lines(fig.axes[0])) == 2  # hard and L_HP
 
 
@@ -153,7 +147,7 @@ def test_loss_curves_from_a_history_and_from_nothing(exp):
 
 
 def test_mse_by_model_one_box_and_one_dot_per_run(exp):
-    part2 = exp.expert_teacher()
+    part2 = exp.run("expert_teacher")
     fig = plots.mse_by_model(part2)
     (ax,) = fig.axes
     assert ax.get_xlabel() == "test MSE"
@@ -176,19 +170,19 @@ def test_mse_bars_highlights_one(exp):
 
 
 def test_the_clis_figures_still_work(exp):
-    grid = exp.grid_search()
+    grid = exp.run("grid_search")
     fig = plots.grid_search_bars(grid)
     assert len(fig.axes[0].patches) == len(exp.settings.grid_hard_weights)
-    final = exp.gradient_regularisation()
+    final = exp.run("gradient_regularisation")
     fig = plots.final_boxplot(final)
     assert fig.axes[0].get_xlabel().startswith("test MSE")
 
 
 def test_retrained_student_with_and_without_curves(exp):
-    net = exp.standard_teacher().models[SCRATCH][0]
+    net = exp.run("standard_teacher").models[SCRATCH][0]
     fig = plots.retrained_student(net, exp.data, {"mine": 0.4, SCRATCH: 0.5}, "mine")
     assert len(fig.axes) == 3 and fig.axes[1].get_ylabel() == "prediction − true"
-    history = exp.standard_teacher().history
+    history = exp.run("standard_teacher").history
     history = history[history["model"] == SCRATCH]
     fig = plots.retrained_student(net, exp.data, {"mine": 0.4}, "mine", history=history)
     assert fig.axes[1].get_yscale() == "log"
@@ -210,7 +204,7 @@ def test_learning_curves_draw_train_and_test_per_model_with_the_noise_floor(exp)
 
 
 def test_paired_differences_one_row_per_comparison(exp):
-    tests = list(exp.gradient_regularisation().tests.values())
+    tests = list(exp.run("gradient_regularisation").tests.values())
     fig = plots.paired_differences(tests)
     ax = fig.axes[0]
     assert len(ax.get_yticks()) == len(tests)
@@ -223,7 +217,7 @@ def test_paired_differences_one_row_per_comparison(exp):
 
 
 def test_validation_vs_test_marks_both_choices(exp):
-    selection = exp.model_selection()
+    selection = exp.run("model_selection")
     fig = plots.validation_vs_test(selection)
     text = " ".join(t.get_text() for t in fig.axes[0].get_yticklabels())
     assert "chosen on validation" in text and "best on test (optimistic)" in text
@@ -239,7 +233,7 @@ def test_gradient_shares_one_bar_per_term():
 
 
 def test_stage_figures_use_each_models_colour(exp):
-    fig = plots.mse_by_model(exp.expert_teacher())
+    fig = plots.mse_by_model(exp.run("expert_teacher"))
     faces = {matplotlib.colors.to_hex(fc) for c in fig.axes[0].collections
              for fc in c.get_facecolors()}
     assert matplotlib.colors.to_hex(naming.color(EXPERT)) in faces

@@ -9,10 +9,14 @@ import torch
 
 from kdteach.core.losses import DistillationLoss
 from kdteach.core.models import ExpertTeacherNet
-from kdteach.core.train import train, train_many
+from kdteach.core.stacked import train_many
+from kdteach.core.train import train
 from kdteach.lesson import plots, slider_grid, widgets
+from kdteach.lesson.retrain import PREPARED, TRAINED_NOW, retrain_student
+from kdteach.lesson.slider_grid import prepared_student, slider_grid_key
 from kdteach.protocol.cache import CacheWarning
-from kdteach.protocol.experiment import PREPARED, TRAINED_NOW, Experiment, initial_student
+from kdteach.protocol.experiment import Experiment
+from kdteach.protocol.seeds import initial_student
 from kdteach.protocol.settings import get_settings
 
 matplotlib.use("Agg")
@@ -37,8 +41,8 @@ def exp(cache_dir):
 
 @pytest.fixture(scope="module")
 def prepared(exp):
-    exp.slider_grid("retrain")
-    exp.slider_grid("lgr")
+    slider_grid.slider_grid(exp, "retrain")
+    slider_grid.slider_grid(exp, "lgr")
     return exp
 
 
@@ -162,16 +166,16 @@ def test_weights_match_whatever_the_browser_rounds():
 def test_a_lookup_is_the_student_trained_now(prepared, grid, weights, epochs, batch):
     """Tolerance: the grid stacks ~30 students, a retrain 2, and stacks of different sizes
     may round their matrix products differently; here that is below 1e-6 in every weight."""
-    looked_up = prepared.prepared_student(grid, weights, epochs=epochs, batch_size=batch)
-    trained = prepared.retrain_student(weights, epochs=epochs, batch_size=batch,
+    looked_up = prepared_student(prepared, grid, weights, epochs=epochs, batch_size=batch)
+    trained = retrain_student(prepared, weights, epochs=epochs, batch_size=batch,
                                        engine="stacked", progress=False)
-    assert looked_up["source"] == PREPARED and trained["source"] == TRAINED_NOW
+    assert looked_up.source == PREPARED and trained.source == TRAINED_NOW
     same = ("weights", "teacher", "epochs", "batch_size", "run", "role")
-    assert {k: looked_up[k] for k in same} == {k: trained[k] for k in same}
-    assert same_weights(looked_up["net"], trained["net"], atol=1e-6)
-    assert looked_up["mse"] == pytest.approx(trained["mse"], rel=1e-5)
-    assert looked_up["r2"] == pytest.approx(trained["r2"], rel=1e-4, abs=1e-5)
-    a, b = looked_up["history"], trained["history"]
+    assert {k: getattr(looked_up, k) for k in same} == {k: getattr(trained, k) for k in same}
+    assert same_weights(looked_up.net, trained.net, atol=1e-6)
+    assert looked_up.mse == pytest.approx(trained.mse, rel=1e-5)
+    assert looked_up.r2 == pytest.approx(trained.r2, rel=1e-4, abs=1e-5)
+    a, b = looked_up.history, trained.history
     assert list(a.columns) == list(b.columns) and len(a) == len(b) == epochs * b["term"].nunique()
     rows = ["run", "epoch", "term"]
     assert a[rows].to_numpy().tolist() == b[rows].to_numpy().tolist()
@@ -179,13 +183,13 @@ def test_a_lookup_is_the_student_trained_now(prepared, grid, weights, epochs, ba
 
 
 def test_positions_off_the_grid_are_not_looked_up(prepared):
-    assert prepared.prepared_student("retrain", {"hard": 0.33, "hp": 0.67}) is None
-    assert prepared.prepared_student("retrain", {"hard": 0.3, "hp": 0.7}, batch_size=64) is None
-    assert prepared.prepared_student("lgr", {"hard": 0.1, "hp": 0.5, "gr": 0.3}) is None
-    assert prepared.prepared_student("lgr", {"hard": 0.2, "hp": 0.5, "gr": 0.3},
+    assert prepared_student(prepared, "retrain", {"hard": 0.33, "hp": 0.67}) is None
+    assert prepared_student(prepared, "retrain", {"hard": 0.3, "hp": 0.7}, batch_size=64) is None
+    assert prepared_student(prepared, "lgr", {"hard": 0.1, "hp": 0.5, "gr": 0.3}) is None
+    assert prepared_student(prepared, "lgr", {"hard": 0.2, "hp": 0.5, "gr": 0.3},
                                      batch_size=32, epochs=8) is None  # batch 32: 3 epochs
     with pytest.raises(ValueError, match="at least one loss weight must be > 0"):
-        prepared.prepared_student("lgr", {"hard": 0.0, "hp": 0.0, "gr": 0.0})
+        prepared_student(prepared, "lgr", {"hard": 0.0, "hp": 0.0, "gr": 0.0})
 
 
 def test_an_unprepared_grid_is_never_trained_by_a_lookup(tmp_path, monkeypatch):
@@ -194,46 +198,48 @@ def test_an_unprepared_grid_is_never_trained_by_a_lookup(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a lookup started a training")
 
-    monkeypatch.setattr(Experiment, "_train_slider_grid", refuse)
-    assert exp.prepared_student("retrain", {"hard": 0.3, "hp": 0.7}) is None
-    assert exp.prepared_student("nope", {"hard": 0.3, "hp": 0.7}, run=7) is None
+    monkeypatch.setattr(slider_grid, "_train_slider_grid", refuse)
+    assert prepared_student(exp, "retrain", {"hard": 0.3, "hp": 0.7}) is None
+    assert prepared_student(exp, "nope", {"hard": 0.3, "hp": 0.7}) is None
+    with pytest.raises(ValueError, match=r"run must be one of run 1\.\.run 2 \(index 0\.\.1\)"):
+        prepared_student(exp, "retrain", {"hard": 0.3, "hp": 0.7}, run=7)
 
 
 def test_the_grid_is_cached_and_rebuilt_when_stale_or_corrupt(prepared, cache_dir, monkeypatch):
-    key = prepared.slider_grid_key("retrain")
+    key = slider_grid_key(prepared, "retrain")
     path = prepared.cache.path("slider-grid-retrain-run0", key)
     assert path.exists()
     weights = {"hard": 0.55, "hp": 0.45}
-    before = prepared.prepared_student("retrain", weights)
+    before = prepared_student(prepared, "retrain", weights)
     calls = []
-    original = Experiment._train_slider_grid
+    original = slider_grid._train_slider_grid
 
-    def counted(self, name, run):
+    def counted(exp, name, run):
         calls.append(name)
-        return original(self, name, run)
+        return original(exp, name, run)
 
-    monkeypatch.setattr(Experiment, "_train_slider_grid", counted)
+    monkeypatch.setattr(slider_grid, "_train_slider_grid", counted)
     again = Experiment(settings(), cache=cache_dir, progress=False)
-    after = again.prepared_student("retrain", weights)  # loaded from the file
-    assert calls == [] and after["mse"] == before["mse"]
-    assert same_weights(after["net"], before["net"])
+    after = prepared_student(again, "retrain", weights)  # loaded from the file
+    assert calls == [] and after.mse == before.mse
+    assert same_weights(after.net, before.net)
     stale = Experiment(settings(lr_student=2e-3), cache=cache_dir, progress=False)
-    assert stale.prepared_student("retrain", weights) is None  # other settings: not trusted
-    stale.slider_grid("retrain")
+    assert prepared_student(stale, "retrain", weights) is None  # other settings: not trusted
+    slider_grid.slider_grid(stale, "retrain")
     assert calls == ["retrain"]
     path.write_bytes(b"not a cache entry")
     corrupt = Experiment(settings(), cache=cache_dir, progress=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rebuilt = corrupt.slider_grid("retrain")
+        rebuilt = slider_grid.slider_grid(corrupt, "retrain")
     assert any(issubclass(w.category, CacheWarning) for w in caught)
-    assert calls == ["retrain", "retrain"] and len(rebuilt["entries"]) == 21
-    assert corrupt.prepared_student("retrain", weights)["mse"] == before["mse"]
+    assert calls == ["retrain", "retrain"] and len(rebuilt) == 21
+    assert prepared_student(corrupt, "retrain", weights).mse == before.mse
 
 
 def test_retrain_student_refuses_an_unknown_engine(exp):
     with pytest.raises(ValueError, match="engine must be one of loop, stacked, got 'fast'"):
-        exp.retrain_student({"hard": 0.3, "hp": 0.7}, engine="fast", progress=False)
+        retrain_student(exp, {"hard": 0.3, "hp": 0.7}, engine="fast", progress=False)
 
 
 # ---------------------------------------------------------------- the widgets

@@ -5,14 +5,8 @@ import pytest
 import torch
 
 from kdteach.lesson import widgets
-from kdteach.protocol.experiment import (
-    DISTILLED_EXPERT,
-    EXPERT,
-    LGR,
-    SCRATCH,
-    TEACHER,
-    Experiment,
-)
+from kdteach.protocol.experiment import Experiment
+from kdteach.protocol.names import DISTILLED_EXPERT, EXPERT, LGR, SCRATCH, TEACHER
 from kdteach.protocol.settings import get_settings
 
 matplotlib.use("Agg")  # headless, whatever MPLBACKEND says
@@ -51,7 +45,7 @@ def test_notes_name_the_extreme_choices():
 
 
 def test_reference_scores_mean_and_one_run(exp):
-    part2 = exp.expert_teacher()
+    part2 = exp.run("expert_teacher")
     table = widgets.reference_scores(part2, [SCRATCH, "missing", EXPERT], run=1)
     assert list(table["model"]) == [SCRATCH, EXPERT]
     assert table.loc[0, "run 2 MSE"] == part2.results[SCRATCH]["mse"][1]
@@ -72,14 +66,14 @@ def test_data_explorer_redraws_on_every_slider(exp):
 
 
 def test_run_selector_shows_the_chosen_run(exp):
-    panel = widgets.run_selector([exp.standard_teacher(), exp.expert_teacher()], exp.data,
+    panel = widgets.run_selector([exp.run("standard_teacher"), exp.run("expert_teacher")], exp.data,
                                  names=[TEACHER, EXPERT, DISTILLED_EXPERT])
     assert [o[0] for o in panel.controls["run"].options] == ["run 1", "run 2"]
     text, figures = shown(panel)
     assert text.startswith("Run 1") and figures == 1
     panel.controls["run"].value = 1
     text, figures = shown(panel)
-    second = exp.expert_teacher().results[EXPERT]["mse"][1]
+    second = exp.run("expert_teacher").results[EXPERT]["mse"][1]
     assert text.startswith("Run 2") and f"{EXPERT} MSE {second:.4f}" in text
 
 
@@ -116,7 +110,7 @@ def test_retrain_button_including_extremes(grid_panel, exp, hard, epochs, expect
     text, figures = shown(grid_panel)
     assert expected in text and "Traceback" not in text
     assert figures == 1
-    assert SCRATCH in text and DISTILLED_EXPERT in text and exp.grid_search().best in text
+    assert SCRATCH in text and DISTILLED_EXPERT in text and exp.run("grid_search").best in text
 
 
 # ---------------------------------------------------------------- (d) the L_GR weight
@@ -175,7 +169,7 @@ def test_a_diverging_run_is_reported_not_raised(exp, monkeypatch):
     def explode(*args, **kwargs):
         raise FloatingPointError("the loss became nan in epoch 2")
 
-    monkeypatch.setattr(Experiment, "retrain_student", explode)
+    monkeypatch.setattr(widgets, "retrain_student", explode)
     panel = widgets.retrain_explorer(exp)
     panel.controls["retrain"].click()
     assert "the loss became nan" in shown(panel)[0]
@@ -217,7 +211,7 @@ def test_messages_survive_a_kernels_output_capture(exp, monkeypatch):
 
 
 def test_a_saved_panel_shows_its_last_figure_and_names_its_controls(exp):
-    panel = widgets.run_selector(exp.standard_teacher(), exp.data)
+    panel = widgets.run_selector(exp.run("standard_teacher"), exp.data)
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["image/png"] == panel.out.outputs[-1]["data"]["image/png"]

@@ -243,7 +243,7 @@ def test_results_are_the_same_with_a_full_disk(tmp_path, monkeypatch):
     settings = get_settings("quick", "cpu", epochs_teacher=2, epochs_student=2)
 
     def results(cache):
-        return Experiment(settings, cache=cache, progress=False).standard_teacher().results
+        return Experiment(settings, cache=cache, progress=False).run("standard_teacher").results
 
     writing = results(Cache(tmp_path / "ok"))
     reading = results(Cache(tmp_path / "ok"))

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,25 +7,33 @@ import torch
 
 from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet, TeacherNet
 from kdteach.core.train import evaluate
+from kdteach.lesson.retrain import retrain_student
 from kdteach.protocol import experiment as experiments
+from kdteach.protocol import stages
+from kdteach.protocol.analysis import cost_comparison, fit_summary
 from kdteach.protocol.cache import CacheWarning
-from kdteach.protocol.experiment import (
+from kdteach.protocol.experiment import Experiment
+from kdteach.protocol.keys import teacher_key
+from kdteach.protocol.names import (
     DISTILLED,
     DISTILLED_EXPERT,
     DISTILLED_REGULARISED,
     EXPERT,
+    FEAT,
+    FIT,
     FRESH,
     HP_ONLY,
+    JAC,
     LGR,
     REGULARISED,
     SCRATCH,
+    STOPPED,
     TEACHER,
-    Experiment,
-    all_results,
+    THREE_WAY,
     grid_name,
-    initial_student,
-    initial_teacher,
 )
+from kdteach.protocol.results import last_epoch, merge
+from kdteach.protocol.seeds import initial_student, initial_teacher
 from kdteach.protocol.settings import get_settings
 
 
@@ -73,7 +83,7 @@ def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
 
     monkeypatch.setattr(experiments, "train_many", spy)
     exp = Experiment(tiny(), cache=False, progress=False)
-    exp.grid_search()
+    exp.run("grid_search")
     states, labels = seen[0]
     assert len(states) == 2 * 5
     for state, label in zip(states, labels):
@@ -85,7 +95,7 @@ def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
 def test_stage_results_use_the_originals_names_and_shapes(tmp_path):
     exp = Experiment(tiny(), cache=tmp_path, progress=False)
     stages = exp.reproduce()
-    names = set(all_results(stages))
+    names = set(merge(stages.values()).results)
     grid = {grid_name(w) for w in exp.settings.grid_weights}
     assert grid == {"H=0.1_HP=0.9", "H=0.3_HP=0.7", "H=0.5_HP=0.5", "H=0.7_HP=0.3", "H=0.9_HP=0.1"}
     assert names == {TEACHER, SCRATCH, DISTILLED, EXPERT, DISTILLED_EXPERT, LGR} | grid
@@ -116,7 +126,7 @@ def test_stage_results_use_the_originals_names_and_shapes(tmp_path):
 
 
 def test_a_stage_runs_alone_then_comes_from_the_cache(tmp_path, monkeypatch):
-    first = Experiment(tiny(), cache=tmp_path, progress=False).gradient_regularisation()
+    first = Experiment(tiny(), cache=tmp_path, progress=False).run("gradient_regularisation")
     names = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("*.pt"))
     assert names == [
         "expert-run0", "expert-run1", "students-expert_teacher",
@@ -130,7 +140,7 @@ def test_a_stage_runs_alone_then_comes_from_the_cache(tmp_path, monkeypatch):
         raise AssertionError("everything should come from the cache")
 
     monkeypatch.setattr(experiments, "train_many", no_training)
-    again = Experiment(tiny(), cache=tmp_path, progress=False).gradient_regularisation()
+    again = Experiment(tiny(), cache=tmp_path, progress=False).run("gradient_regularisation")
     assert again.results == first.results
 
 
@@ -170,8 +180,8 @@ def test_a_runs_teacher_does_not_depend_on_the_other_runs():
 
 
 def test_same_settings_give_bit_identical_results_twice():
-    a = Experiment(tiny(), cache=False, progress=False).expert_teacher()
-    b = Experiment(tiny(), cache=False, progress=False).expert_teacher()
+    a = Experiment(tiny(), cache=False, progress=False).run("expert_teacher")
+    b = Experiment(tiny(), cache=False, progress=False).run("expert_teacher")
     assert a.results == b.results
 
 
@@ -186,7 +196,7 @@ def test_unknown_stage():
 @pytest.fixture(scope="module")
 def lessons(tmp_path_factory):
     exp = Experiment(tiny(), cache=tmp_path_factory.mktemp("cache"), progress=False)
-    return exp, {stage: exp.run(stage) for stage in experiments.LESSON_STAGES}
+    return exp, {stage: exp.run(stage) for stage in stages.names("lesson")}
 
 
 def test_heldout_mse_per_epoch_is_the_test_mse_of_the_final_weights(lessons):
@@ -214,7 +224,7 @@ def test_fresh_inputs_students_take_the_same_number_of_steps(lessons, monkeypatc
 
     monkeypatch.setattr(experiments, "train_many", spy)
     settings = tiny(epochs_student=10)
-    Experiment(settings, cache=False, progress=False).fresh_inputs_stage("teacher")
+    Experiment(settings, cache=False, progress=False).run("fresh_inputs_teacher")
     (n_only, e_only, b), (n_fresh, e_fresh, _) = (
         seen[f"run 1: {HP_ONLY['teacher']}"], seen[f"run 1: {FRESH['teacher']}"])
     assert n_fresh == 5 * n_only and e_only == 10 and e_fresh == 2
@@ -225,8 +235,9 @@ def test_expert_ablation_pairs_the_regularised_teacher_with_the_standard_one(les
     exp, stages = lessons
     result = stages["expert_ablation"]
     assert {REGULARISED, TEACHER, EXPERT, DISTILLED_REGULARISED} <= set(result.results)
-    assert exp.teacher_key("regularised", 0)["weight_decay"] == exp.settings.weight_decay_expert
-    assert exp.teacher_key("regularised", 0)["shuffle"] == "teacher"
+    key = teacher_key(exp.settings, "regularised", 0)
+    assert key["weight_decay"] == exp.settings.weight_decay_expert
+    assert teacher_key(exp.settings, "regularised", 0)["shuffle"] == "teacher"
     assert all(type(net) is RegularisedTeacherNet for net in exp.teachers("regularised"))
     assert result.tests["regularised teacher vs teacher"].alternative == "two-sided"
 
@@ -241,50 +252,50 @@ def test_model_selection_chooses_on_validation_never_on_test(lessons, monkeypatc
     X_fit, _, X_val, _ = exp.validation()
     assert len(X_fit) + len(X_val) == len(exp.data.X_train)
     # the choice follows the validation numbers even when the test set disagrees
-    grid = exp.grid_search()
+    grid = exp.run("grid_search")
     flipped = {n: {"mse": [-v for v in d["mse"]], "r2": d["r2"]} for n, d in grid.results.items()}
-    monkeypatch.setattr(grid, "results", flipped)
-    exp._stages.pop("model_selection")
-    again = exp.model_selection()
+    monkeypatch.setitem(exp._stages, "grid_search", dataclasses.replace(grid, results=flipped))
+    monkeypatch.delitem(exp._stages, "model_selection")
+    again = exp.run("model_selection")
     assert again.chosen == result.chosen
 
 
 def test_retrain_student_reproduces_the_stage_student_it_matches(lessons):
     exp, _ = lessons
-    result = exp.retrain_student({"hard": 1.0}, run=1, progress=False)
-    assert result["role"] == SCRATCH and result["teacher"] is None
-    assert result["mse"] == pytest.approx(exp.standard_teacher().results[SCRATCH]["mse"][1],
+    result = retrain_student(exp, {"hard": 1.0}, run=1, progress=False)
+    assert result.role == SCRATCH and result.teacher is None
+    assert result.mse == pytest.approx(exp.run("standard_teacher").results[SCRATCH]["mse"][1],
                                           rel=1e-4)
     # the teacher kind is part of the bookkeeping: 0.3/0.7 from the standard teacher is
     # part 1's student, from the expert part 2's
-    assert exp.retrain_student({"hard": 0.3, "hp": 0.7}, teacher="teacher",
-                               progress=False)["role"] == DISTILLED
-    from_expert = exp.retrain_student({"hard": 0.3, "hp": 0.7}, teacher="expert",
+    assert retrain_student(exp, {"hard": 0.3, "hp": 0.7}, teacher="teacher",
+                               progress=False).role == DISTILLED
+    from_expert = retrain_student(exp, {"hard": 0.3, "hp": 0.7}, teacher="expert",
                                       progress=False)
-    assert from_expert["role"] == DISTILLED_EXPERT
-    assert from_expert["mse"] == pytest.approx(
-        exp.expert_teacher().results[DISTILLED_EXPERT]["mse"][0], rel=1e-4)
-    other = exp.retrain_student({"hard": 0.25, "hp": 0.75}, teacher="teacher", progress=False)
-    assert other["role"] == "Student (hard=0.25, hp=0.75, from teacher)"
+    assert from_expert.role == DISTILLED_EXPERT
+    assert from_expert.mse == pytest.approx(
+        exp.run("expert_teacher").results[DISTILLED_EXPERT]["mse"][0], rel=1e-4)
+    other = retrain_student(exp, {"hard": 0.25, "hp": 0.75}, teacher="teacher", progress=False)
+    assert other.role == "Student (hard=0.25, hp=0.75, from teacher)"
 
 
 def test_retrain_student_records_terms_heldout_and_batch_size(lessons):
     exp, _ = lessons
-    result = exp.retrain_student({"hard": 0.2, "hp": 0.5, "gr": 3.0}, batch_size=64,
+    result = retrain_student(exp, {"hard": 0.2, "hp": 0.5, "gr": 3.0}, batch_size=64,
                                  progress=False)
-    assert result["weights"] == {"hard": 0.2, "hp": 0.5, "gr": 3.0}
-    assert result["batch_size"] == 64 and result["epochs"] == 2 and result["run"] == 0
-    assert set(result["history"]["term"]) == {"hard", "hp", "gr", "total", "heldout"}
-    assert result["mse"] == pytest.approx(evaluate(result["net"], exp.data.X_test,
+    assert result.weights == {"hard": 0.2, "hp": 0.5, "gr": 3.0}
+    assert result.batch_size == 64 and result.epochs == 2 and result.run == 0
+    assert set(result.history["term"]) == {"hard", "hp", "gr", "total", "heldout"}
+    assert result.mse == pytest.approx(evaluate(result.net, exp.data.X_test,
                                                    exp.data.y_test)["mse"])
 
 
 def test_retrain_with_zero_epochs_is_the_initial_student(lessons):
     exp, _ = lessons
-    result = exp.retrain_student({"hard": 0.5, "hp": 0.5}, epochs=0, progress=False)
-    for p, q in zip(result["net"].parameters(), initial_student(0).parameters()):
+    result = retrain_student(exp, {"hard": 0.5, "hp": 0.5}, epochs=0, progress=False)
+    for p, q in zip(result.net.parameters(), initial_student(0).parameters()):
         assert torch.equal(p.detach().cpu(), q)
-    assert result["history"].empty
+    assert result.history.empty
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -298,31 +309,31 @@ def test_retrain_with_zero_epochs_is_the_initial_student(lessons):
 def test_retrain_student_rejects_what_cannot_be_trained(lessons, kwargs, message):
     exp, _ = lessons
     with pytest.raises(ValueError, match=message):
-        exp.retrain_student(progress=False, **kwargs)
+        retrain_student(exp, progress=False, **kwargs)
 
 
 def test_last_epoch_averages_each_models_final_terms(lessons):
     exp, stages = lessons
-    table = experiments.last_epoch(exp.standard_teacher().history)
+    table = last_epoch(exp.run("standard_teacher").history)
     assert list(table.index) == [SCRATCH, DISTILLED]
     assert list(table.columns) == ["hard", "hp", "total", "heldout"]
-    h = exp.standard_teacher().history
+    h = exp.run("standard_teacher").history
     expected = h[(h.model == DISTILLED) & (h.term == "hp") & (h.epoch == 2)]["loss"].mean()
     assert table.loc[DISTILLED, "hp"] == pytest.approx(expected)
     assert np.isnan(table.loc[SCRATCH, "hp"])  # scratch has no L_HP term
-    fresh = experiments.last_epoch(stages["fresh_inputs_teacher"].history)
+    fresh = last_epoch(stages["fresh_inputs_teacher"].history)
     assert set(fresh.index) == {HP_ONLY["teacher"], FRESH["teacher"]}
 
 
 def test_fit_summary_scores_training_and_test_sets_in_eval_mode(lessons):
     exp, _ = lessons
     experts = exp.teachers("expert")
-    table = exp.fit_summary({EXPERT: experts})
+    table = fit_summary(exp, {EXPERT: experts})
     assert list(table.columns) == ["training MSE", "test MSE", "training MSE / σ²"]
     train_mse = np.mean([evaluate(n, exp.data.X_train, exp.data.y_train)["mse"] for n in experts])
     assert table.loc[EXPERT, "training MSE"] == pytest.approx(train_mse)
     assert table.loc[EXPERT, "training MSE / σ²"] == pytest.approx(train_mse / 0.01)
-    again = exp.fit_summary({EXPERT: experts})  # dropout off: the same numbers twice
+    again = fit_summary(exp, {EXPERT: experts})  # dropout off: the same numbers twice
     assert again.equals(table)
 
 
@@ -337,21 +348,21 @@ def further(tmp_path_factory):
 
 def test_jacobian_and_feature_students_are_compared_with_the_validation_choice(further):
     exp = further
-    chosen = exp.model_selection().chosen
-    for stage, name in ((exp.jacobian_matching(), experiments.JAC),
-                        (exp.feature_distillation(), experiments.FEAT)):
+    chosen = exp.run("model_selection").chosen
+    for stage, name in ((exp.run("jacobian_matching"), JAC),
+                        (exp.run("feature_distillation"), FEAT)):
         assert stage.chosen == chosen and name in stage.results and chosen in stage.results
         main = stage.tests[f"{name} vs validation-chosen L_HP"]
         assert (main.a, main.b, main.alternative, main.descriptive) == (name, chosen,
                                                                         "two-sided", False)
         assert all(isinstance(net, StudentNet) for net in stage.models[name])
-    assert exp.jacobian_matching().weights[experiments.JAC] == {"hard": 0.2, "hp": 0.5,
+    assert exp.run("jacobian_matching").weights[JAC] == {"hard": 0.2, "hp": 0.5,
                                                                 "jac": 0.3}
-    assert exp.feature_distillation().weights[experiments.FEAT] == exp.settings.feat_weights
+    assert exp.run("feature_distillation").weights[FEAT] == exp.settings.feat_weights
 
 
 def test_three_way_points_cover_the_simplex_at_step_a_tenth(further):
-    points = further.three_way_points("jac")
+    points = stages.three_way_points("jac")
     assert len(points) == 66
     assert all(abs(sum(p.values()) - 1) < 1e-9 for p in points)
     assert {"hard": 0.0, "hp": 0.0, "jac": 1.0} in points and {"hard": 1.0, "hp": 0.0,
@@ -361,26 +372,26 @@ def test_three_way_points_cover_the_simplex_at_step_a_tenth(further):
 def test_three_way_search_chooses_on_validation(further, monkeypatch):
     exp = further
     # a smaller simplex keeps the test fast; the choice logic is the same
-    monkeypatch.setattr(exp, "three_way_points", lambda term: [
+    monkeypatch.setattr(stages, "three_way_points", lambda term: [
         {"hard": 0.5, "hp": 0.5, term: 0.0}, {"hard": 0.2, "hp": 0.5, term: 0.3},
         {"hard": 0.0, "hp": 0.0, term: 1.0}])
-    result = exp.three_way_search("jac")
+    result = exp.run("three_way_search_jac")
     table = result.validation
     best = table.loc[table["Mean validation MSE"].idxmin(), "Weights"]
     assert result.chosen == best and len(table) == 3
     row = table[table["Weights"] == best].iloc[0]
-    assert result.weights[experiments.THREE_WAY] == {
+    assert result.weights[THREE_WAY] == {
         t: float(row[t]) for t in ("hard", "hp", "jac") if row[t] > 0}
     assert "3-way vs validation-chosen L_HP" in result.tests
 
 
 def test_early_stopping_restores_the_best_validation_epoch(tmp_path):
     exp = Experiment(tiny(epochs_student=6, patience=50), cache=tmp_path, progress=False)
-    result = exp.early_stopping()
+    result = exp.run("early_stopping")
     X_fit, y_fit, X_val, y_val = exp.validation()
-    best = exp.best_epochs["early_stopping"]
+    best = exp.run("early_stopping").best_epochs
     for kind in ("scratch", "distilled"):
-        stopped, plain = experiments.STOPPED[kind], experiments.FIT[kind]
+        stopped, plain = STOPPED[kind], FIT[kind]
         assert all(1 <= b <= 6 for b in best[stopped])
         for run in range(2):
             # same start and batches: the stopped student is never worse on validation
@@ -392,20 +403,20 @@ def test_early_stopping_restores_the_best_validation_epoch(tmp_path):
     assert result.tests["early stopped vs all epochs (scratch)"].alternative == "two-sided"
     # the best epochs come back from the cache too
     again = Experiment(tiny(epochs_student=6, patience=50), cache=tmp_path, progress=False)
-    again.early_stopping()
-    assert again.best_epochs["early_stopping"] == best
+    again.run("early_stopping")
+    assert again.run("early_stopping").best_epochs == best
 
 
 def test_cost_comparison_repeats_the_students_costs_and_collects_their_errors(further):
     exp = further
-    exp.jacobian_matching()
-    table, mse = exp.cost_comparison([SCRATCH, experiments.JAC], min_run_time=0.01)
-    assert list(table["Model"]) == [TEACHER, EXPERT, SCRATCH, experiments.JAC]
+    exp.run("jacobian_matching")
+    table, mse = cost_comparison(exp, [SCRATCH, JAC], min_run_time=0.01)
+    assert list(table["Model"]) == [TEACHER, EXPERT, SCRATCH, JAC]
     assert list(table["parameters"]) == [109_825, 126_337, 6_977, 6_977]
     assert (table["latency batch 1 (µs)"] > 0).all()
-    assert mse[experiments.JAC] == exp.jacobian_matching().results[experiments.JAC]["mse"]
+    assert mse[JAC] == exp.run("jacobian_matching").results[JAC]["mse"]
     with pytest.raises(ValueError, match="run the stages"):
-        exp.cost_comparison(["Student (nobody)"], min_run_time=0.01)
+        cost_comparison(exp, ["Student (nobody)"], min_run_time=0.01)
 
 
 def test_overlapping_teachers_changes_no_number_and_restores_threads():
@@ -419,7 +430,7 @@ def test_overlapping_teachers_changes_no_number_and_restores_threads():
         assert torch.get_num_threads() == 2  # the one-thread setting is undone
     finally:
         torch.set_num_threads(before)
-    assert experiments.all_results(overlapped) == experiments.all_results(alone)
+    assert merge(overlapped.values()).results == merge(alone.values()).results
     for stage in alone:
         for name, nets in alone[stage].models.items():
             for a, b in zip(nets, overlapped[stage].models[name]):
@@ -428,14 +439,14 @@ def test_overlapping_teachers_changes_no_number_and_restores_threads():
 
 def test_an_error_in_the_teachers_thread_reaches_the_caller(monkeypatch):
     exp = Experiment(tiny(), cache=False, progress=False)
-    real = exp._teachers_now
+    real = exp._get_teachers
 
     def failing(kind, stop=None):
         if kind == "expert":
             raise RuntimeError("expert training failed")
         return real(kind, stop)
 
-    monkeypatch.setattr(exp, "_teachers_now", failing)
+    monkeypatch.setattr(exp, "_get_teachers", failing)
     with pytest.raises(RuntimeError, match="expert training failed"):
         exp.reproduce(overlap_teachers=True)
 
@@ -456,8 +467,9 @@ def test_an_error_in_part_1_stops_the_teachers_training_alongside(monkeypatch):
     import threading
 
     exp = Experiment(tiny(epochs_teacher=10_000), cache=False, progress=False)
-    monkeypatch.setattr(exp, "standard_teacher",
-                        lambda: (_ for _ in ()).throw(RuntimeError("part 1 failed")))
+    failing = dataclasses.replace(stages.STAGES["standard_teacher"], build=lambda exp, stage: (
+        _ for _ in ()).throw(RuntimeError("part 1 failed")))
+    monkeypatch.setitem(stages.STAGES, "standard_teacher", failing)
     with pytest.raises(RuntimeError, match="part 1 failed"):
         exp.reproduce(overlap_teachers=True)  # would take minutes if the experts trained on
     assert not [t for t in threading.enumerate() if t.name == "kdteach-alongside"]
@@ -467,15 +479,15 @@ def test_an_error_in_part_1_stops_the_teachers_training_alongside(monkeypatch):
 def test_students_trained_in_background_are_used_by_their_stage(monkeypatch):
     exp = Experiment(tiny(), cache=False, progress=False)
     calls = []
-    real = exp._train_students_now
+    real = exp._get_students
 
     def counting(stage, *args, **kwargs):
         calls.append(stage)
         return real(stage, *args, **kwargs)
 
-    monkeypatch.setattr(exp, "_train_students_now", counting)
-    exp.students_in_background("gradient_regularisation", exp.lgr_jobs())
-    background = exp.gradient_regularisation()
+    monkeypatch.setattr(exp, "_get_students", counting)
+    exp.students_in_background("gradient_regularisation")
+    background = exp.run("gradient_regularisation")
     assert calls.count("gradient_regularisation") == 1  # trained once, in the background
-    foreground = Experiment(tiny(), cache=False, progress=False).gradient_regularisation()
+    foreground = Experiment(tiny(), cache=False, progress=False).run("gradient_regularisation")
     assert background.results == foreground.results

@@ -1,6 +1,5 @@
 """The static site: a page per lesson and solution, an index, nothing from the network."""
 
-import re
 from pathlib import Path
 
 import nbformat
@@ -8,11 +7,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from kdteach.publish import site
-from kdteach.publish.offline_html import STATIC, remote_urls_of_page
+from kdteach.publish.offline_html import STATIC
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-LOCAL_REF = re.compile(r"""<(?:script|link)[^>]+(?:src|href)=["']([^"':]+?)(?:\?[^"']*)?["']""")
 
 
 def opening(title, time="Quick profile: seconds."):
@@ -26,12 +24,6 @@ def executed(title):
     cell = new_code_cell("print(6 * 7)", execution_count=1)
     cell.outputs = [new_output("stream", name="stdout", text="42\n")]
     return new_notebook(cells=[opening(title), cell])
-
-
-def check_offline(page: Path):
-    assert remote_urls_of_page(page) == []
-    for ref in LOCAL_REF.findall(page.read_text(encoding="utf-8")):
-        assert (page.parent / ref).is_file(), f"{page} refers to a missing {ref}"
 
 
 def test_describe_reads_the_opening_cell():
@@ -49,7 +41,7 @@ def test_describe_explains_what_is_missing():
         site.describe(new_notebook(cells=[new_markdown_cell("no title")]), "lesson.ipynb")
 
 
-def test_site_pages_index_and_an_unexecuted_solution(tmp_path):
+def test_site_pages_index_and_an_unexecuted_solution(tmp_path, check_offline):
     folder = tmp_path / "notebooks"
     (folder / "solutions").mkdir(parents=True)
     nbformat.write(executed("01 · First"), folder / "01_first.ipynb")
@@ -74,7 +66,7 @@ def test_site_pages_index_and_an_unexecuted_solution(tmp_path):
                          as_version=4).cells[1].outputs == []
 
 
-def test_site_index_lists_every_lesson_in_order(tmp_path):
+def test_site_index_lists_every_lesson_in_order(tmp_path, check_offline):
     written = site.build_site(ROOT / "notebooks", tmp_path / "site")
     index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
     positions = [index.index(f'href="{p.stem}.html"') for p in LESSONS]
@@ -93,3 +85,35 @@ def test_site_needs_lessons(tmp_path):
     with pytest.raises(ValueError, match="no lesson notebooks"):
         site.build_site(tmp_path, tmp_path / "site")
     assert site.main(["--notebooks", str(tmp_path), "--out", str(tmp_path / "s")]) == 2
+
+
+def test_a_failed_page_write_leaves_no_page_and_no_temporary(tmp_path, monkeypatch):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nbformat.write(executed("00 · Zero"), folder / "00_zero.ipynb")
+    monkeypatch.setattr(site, "copy_assets", lambda out, reveal: None)
+    monkeypatch.setattr(site, "convert", lambda nb, kind, name, static: "<p>\udc80</p>")
+    out = tmp_path / "site"
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate cannot be written as UTF-8
+        site.build_site(folder, out)
+    assert list(out.iterdir()) == []
+
+
+def test_the_offline_check_finds_what_a_page_or_its_style_sheets_fetch(tmp_path,
+                                                                      check_offline):
+    page = tmp_path / "page.html"
+    (tmp_path / "local.css").write_text('@import "more.css";', encoding="utf-8")
+    (tmp_path / "more.css").write_text("body { color: black; }", encoding="utf-8")
+    page.write_text('<link rel="stylesheet" href="local.css">', encoding="utf-8")
+    check_offline(page)  # everything local: passes
+    for css, html_text in (
+        ('@import url("https://cdn.example.org/x.css");', None),  # a sheet pulls one in
+        (None, '<script src="https://cdn.example.org/x.js"></script>'),  # a remote script
+        (None, '<link rel="stylesheet" href="missing.css">'),  # a local sheet not there
+    ):
+        if css:
+            (tmp_path / "more.css").write_text(css, encoding="utf-8")
+        if html_text:
+            page.write_text(html_text, encoding="utf-8")
+        with pytest.raises(AssertionError):
+            check_offline(page)

@@ -1,6 +1,5 @@
 """Slide metadata by rules, and reveal.js decks that load nothing from the network."""
 
-import re
 from pathlib import Path
 
 import nbformat
@@ -8,11 +7,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from kdteach.publish import slides
-from kdteach.publish.offline_html import STATIC, convert, remote_urls, remote_urls_of_page
+from kdteach.publish.offline_html import STATIC, convert, remote_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-LOCAL_REF = re.compile(r"""<(?:script|link)[^>]+(?:src|href)=["']([^"':]+?)(?:\?[^"']*)?["']""")
 
 
 def lesson_like():
@@ -90,18 +88,11 @@ def test_lessons_exist():
     assert len(LESSONS) >= 5
 
 
-def _check_offline(page: Path):
-    assert remote_urls_of_page(page) == []
-    text = page.read_text(encoding="utf-8")
-    for ref in LOCAL_REF.findall(text):
-        assert (page.parent / ref).is_file(), f"{page.name} refers to a missing {ref}"
-
-
-def test_lesson_decks_build_with_no_remote_script_or_style(tmp_path):
+def test_lesson_decks_build_with_no_remote_script_or_style(tmp_path, check_offline):
     decks = slides.build_decks(LESSONS, tmp_path / "slides")
     assert [d.name for d in decks] == [f"{p.stem}.slides.html" for p in LESSONS]
     for deck, lesson in zip(decks, LESSONS):
-        _check_offline(deck)
+        check_offline(deck)
         text = deck.read_text(encoding="utf-8")
         title = nbformat.read(lesson, as_version=4).cells[0].source.splitlines()[0][2:]
         assert title.split("·")[-1].strip().split("(")[0].strip() in text
@@ -133,3 +124,34 @@ def test_build_refuses_untagged_notebooks_and_mermaid(tmp_path):
         slides.build_decks([path], tmp_path / "out")
     with pytest.raises(ValueError, match="no notebooks"):
         slides.build_decks([], tmp_path / "out")
+
+
+def test_a_failed_write_leaves_the_notebook_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(lesson_like(), path)
+    before = path.read_bytes()
+
+    def half_then_full_disk(nb, fp, **kwargs):
+        Path(fp).write_text('{"cells": [', encoding="utf-8")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(nbformat, "write", half_then_full_disk)
+    with pytest.raises(OSError, match="no space left"):
+        slides.tag_files([path])
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["lesson.ipynb"]  # no temporary left
+
+
+def test_a_failed_deck_write_leaves_no_deck_and_no_temporary(tmp_path, monkeypatch):
+    from kdteach.publish import offline_html
+
+    nb = lesson_like()
+    slides.tag(nb)
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(nb, path)
+    monkeypatch.setattr(offline_html, "copy_assets", lambda out, reveal: None)
+    monkeypatch.setattr(offline_html, "convert", lambda nb, kind, name: "<p>\udc80</p>")
+    out = tmp_path / "out"
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate cannot be written as UTF-8
+        slides.build_decks([path], out)
+    assert list(out.iterdir()) == []

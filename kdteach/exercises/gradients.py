@@ -1,0 +1,230 @@
+"""Checkers of gradient matching: input gradients, L_GR and Jacobian matching (L_JAC)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from kdteach.core.losses import input_gradient as _input_gradient
+from kdteach.core.losses import jacobian_matching as _jacobian_matching
+from kdteach.core.losses import lgr_as_in_original, mse
+from kdteach.core.models import ExpertTeacherNet, StudentNet, TeacherNet
+from kdteach.exercises.cases import SEED, batch
+from kdteach.exercises.verdicts import (
+    Incorrect,
+    Tally,
+    call,
+    loss_value,
+    tensors_close,
+    values_close,
+)
+
+# --------------------------------------------------------------------------- input_gradient
+
+
+def check_input_gradient(answer) -> str:
+    gen = torch.Generator().manual_seed(SEED + 5)
+    n_cases = 8
+    tally = Tally(
+        "`input_gradient` differs from ∇x of the batch-mean MSE on some random models and "
+        "batches.",
+        close=tensors_close,
+    )
+    for case in range(n_cases):
+        d, n = 3 + case % 3, 4 + 2 * case
+        torch.manual_seed(SEED + 5 + case)
+        model = (StudentNet if case % 2 else TeacherNet)(n_features=d).eval()
+        X, y = batch(gen, n, d), batch(gen, n)
+        right = _input_gradient(model, X, y)
+        variants = _input_gradient_variants(model, X, y)
+        for create_graph in (False, True):
+            got = call("input_gradient", answer, model, X.clone(), y.clone(), create_graph)
+            _judge_input_gradient(got, model, X, create_graph)
+            tally.add(got, right, variants)
+    tally.verdict()
+    return (
+        f"`input_gradient` gives ∇x of the batch-mean MSE on {n_cases} random models and "
+        "batches, and keeps the graph when asked to."
+    )
+
+
+def _input_gradient_variants(model, X, y) -> list:
+    """``(message, gradient)`` per typical mistake."""
+    Xg = X.clone().requires_grad_(True)
+    (out_grad,) = torch.autograd.grad(model(Xg).sum(), Xg)
+    right = _input_gradient(model, X, y)
+    return [
+        ("`input_gradient` differentiates the sum of the squared errors instead of their "
+         "batch mean, so every row is B times too large.", right * X.shape[0]),
+        ("`input_gradient` differentiates the model's output instead of its MSE loss.",
+         out_grad),
+        ("`input_gradient` has the wrong sign.", -right),
+    ]
+
+
+def _judge_input_gradient(got, model, X, create_graph) -> None:
+    """The mistakes one case shows directly: shape, parameter gradients, a missing graph."""
+    if not isinstance(got, torch.Tensor) or got.shape != X.shape:
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        raise Incorrect(
+            f"`input_gradient` returned {shape} for X of shape {tuple(X.shape)}: the "
+            "gradient with respect to X has X's shape, one row per sample."
+        )
+    if any(p.grad is not None for p in model.parameters()):
+        raise Incorrect(
+            "`input_gradient` left gradients in the model's parameters (`.backward()` "
+            "computes those too, and they would add to the next training step): use "
+            "`torch.autograd.grad(loss, X)`."
+        )
+    if create_graph and not got.requires_grad:
+        raise Incorrect(
+            "`input_gradient` ignores `create_graph`: with `create_graph=True` the gradient "
+            "must stay differentiable (pass it on to `torch.autograd.grad`), or L_GR trains "
+            "nothing."
+        )
+
+
+# --------------------------------------------------------------------------- lgr_loss
+
+
+def _teacher_term_cases(seed: int, n_cases: int, labels: bool):
+    """The random cases of a checker of a term that compares the student with the teacher:
+    a student and an expert teacher of d inputs, both in train mode (as during the
+    teacher's own training: the term must switch the teacher to eval), a batch X and, with
+    ``labels``, its targets y (else None)."""
+    gen = torch.Generator().manual_seed(seed)
+    for case in range(n_cases):
+        d, n = 3 + case % 3, 6 + 2 * case
+        torch.manual_seed(seed + case)
+        student, teacher = StudentNet(n_features=d), ExpertTeacherNet(n_features=d)
+        X = batch(gen, n, d)
+        y = batch(gen, n) if labels else None
+        yield student.train(), teacher.train(), X, y
+
+
+def check_lgr_loss(answer) -> str:
+    n_cases = 6
+    tally = Tally(
+        "`lgr_loss` differs from L_GR on some random batches.",
+        close=lambda a, b: values_close(a, b, rtol=1e-3, atol=1e-12),
+    )
+    for student, teacher, X, y in _teacher_term_cases(SEED + 6, n_cases, labels=True):
+        right, variants = _lgr_variants(student, teacher, X, y)
+        out = call("lgr_loss", answer, student, teacher, X.clone(), y.clone())
+        value = _judge_lgr_loss(out, student, teacher, right)
+        tally.add(value, right, variants)
+    tally.verdict()
+    return (
+        f"`lgr_loss` equals L_GR on {n_cases} random batches, trains the student and leaves "
+        "the teacher untouched."
+    )
+
+
+def _lgr_variants(student, teacher, X, y) -> tuple[float, list]:
+    t = copy.deepcopy(teacher)
+    right = float(lgr_as_in_original(student, t, X, y).detach())
+    n, d = X.shape
+    g_t = _input_gradient(t, X, y)
+    g_s = _input_gradient(student, X, y)
+
+    def outputs_grad(model):
+        Xg = X.clone().requires_grad_(True)
+        return torch.autograd.grad(model(Xg).sum(), Xg)[0]
+
+    summed = (
+        "`lgr_loss` uses gradients of summed squared errors instead of batch means "
+        "(see `input_gradient`)."
+    )
+    return right, [
+        (summed, right * n * n),
+        (summed, float(mse(g_s * n, g_t))),
+        (summed, float(mse(g_s, g_t * n))),
+        ("`lgr_loss` adds up the squared gradient differences instead of averaging them.",
+         right * n * d),
+        ("`lgr_loss` compares the gradients of the models' outputs, not of their MSE losses.",
+         float(mse(outputs_grad(student), outputs_grad(t)))),
+    ]
+
+
+def _judge_lgr_loss(out, student, teacher, right) -> float:
+    return _judge_teacher_term("lgr_loss", "input gradient", out, student, teacher, right)
+
+
+def _judge_teacher_term(name, quantity, out, student, teacher, right) -> float:
+    """The mistakes one case shows directly for a term built from the student's and the
+    teacher's ``quantity`` (their input gradients or derivatives); the answer's value if it
+    shows none."""
+    if any(p.grad is not None for p in teacher.parameters()):
+        raise Incorrect(
+            f"`{name}` left gradients in the teacher's parameters (`.backward()`): compute "
+            f"the teacher's {quantity} with `torch.autograd.grad`, without `create_graph`."
+        )
+    if any(p.grad is not None for p in student.parameters()):
+        raise Incorrect(
+            f"`{name}` left gradients in the student's parameters (`.backward()`), which "
+            "would add to the training step: use `torch.autograd.grad(..., X, ...)`."
+        )
+    value = loss_value(name, out, needs_graph=False)
+    if not _depends_on(out, student):
+        raise Incorrect(
+            f"`{name}` does not depend on the student's weights, so it trains nothing: "
+            f"compute the student's {quantity} with `create_graph=True`."
+        )
+    if _depends_on(out, teacher):
+        raise Incorrect(
+            f"The teacher would receive gradients from `{name}`: its {quantity} must be "
+            "a constant target (computed without `create_graph`, or detached)."
+        )
+    if teacher.training and not values_close(value, right, rtol=1e-3, atol=1e-12):
+        raise Incorrect(
+            f"`{name}` used the teacher in train mode, so dropout made its {quantity} "
+            "random: call `teacher.eval()` first."
+        )
+    return value
+
+
+def _depends_on(out: torch.Tensor, model) -> bool:
+    if not out.requires_grad:
+        return False
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(out.sum(), params, retain_graph=True, allow_unused=True)
+    return any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+# --------------------------------------------------------------------------- jacobian_matching
+
+
+def check_jacobian_matching(answer) -> str:
+    n_cases = 6
+    tally = Tally(
+        "`jacobian_matching` differs from L_JAC on some random batches.",
+        close=lambda a, b: values_close(a, b, rtol=1e-3, atol=1e-12),
+    )
+    for student, teacher, X, _ in _teacher_term_cases(SEED + 7, n_cases, labels=False):
+        right, variants = _jacobian_variants(student, teacher, X)
+        out = call("jacobian_matching", answer, student, teacher, X.clone())
+        value = _judge_jacobian_matching(out, student, teacher, right)
+        tally.add(value, right, variants)
+    tally.verdict()
+    return (
+        f"`jacobian_matching` equals L_JAC on {n_cases} random batches, trains the student and "
+        "leaves the teacher untouched."
+    )
+
+
+def _jacobian_variants(student, teacher, X) -> tuple[float, list]:
+    t = copy.deepcopy(teacher).eval()
+    right = float(_jacobian_matching(student, t, X).detach())
+    n, d = X.shape
+    return right, [
+        ("`jacobian_matching` adds up the squared differences instead of averaging them over "
+         "samples and features.", right * n * d),
+        ("`jacobian_matching` differentiates the mean of the outputs instead of their sum, "
+         "so every derivative is B times too small: each sample's output depends only on its "
+         "own row, and the sum keeps every derivative whole.", right / (n * n)),
+    ]
+
+
+def _judge_jacobian_matching(out, student, teacher, right) -> float:
+    return _judge_teacher_term("jacobian_matching", "derivatives", out, student, teacher, right)

@@ -1,0 +1,458 @@
+"""The stages: one table says what each stage is, and one function per stage builds it.
+
+A *stage* is one comparison of the series: it trains (or loads) its teachers and
+students, scores them on the test set and runs its paired tests. Its row of
+:data:`STAGES` holds everything the rest of kdteach needs to know about it:
+
+* ``name`` and ``title``;
+* ``part``: ``"original"`` (the original notebook's four parts), ``"lesson"`` (added by the
+  lessons) or ``"further"`` (notebook 05's open questions);
+* ``depends_on``: the stages whose results it uses (run first);
+* ``jobs``: the students it trains on the whole training set with the profile's epochs,
+  fixed before it runs; the second-core overlap trains them ahead, and a student
+  retrained live with the same loss and teacher sees the same batches;
+* ``build``: the function that runs it, given the experiment and its own row.
+
+``Experiment.run(name)`` is the one way to run a stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kdteach.core.losses import DistillationLoss
+from kdteach.core.stats import paired_test, summary_table
+from kdteach.protocol.names import (
+    DISTILLED,
+    DISTILLED_EXPERT,
+    DISTILLED_REGULARISED,
+    EXPERT,
+    FEAT,
+    FIT,
+    FRESH,
+    HP_ONLY,
+    JAC,
+    LGR,
+    REGULARISED,
+    SCRATCH,
+    STOPPED,
+    TEACHER,
+    THREE_WAY,
+    grid_name,
+)
+from kdteach.protocol.recipes import TEACHER_KINDS, StudentJob
+from kdteach.protocol.results import StageResult, TrainedStudents
+from kdteach.protocol.settings import Settings
+
+PARTS = ("original", "lesson", "further")
+
+
+def _no_jobs(settings: Settings) -> list[StudentJob]:
+    return []
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the stage table (see the module's docstring)."""
+
+    name: str
+    title: str
+    part: str
+    build: Callable  # build(exp, stage) -> StageResult
+    depends_on: tuple[str, ...] = ()
+    jobs: Callable[[Settings], list[StudentJob]] = _no_jobs
+
+
+# -- the jobs, one definition each ----------------------------------------------
+
+
+def kd_job(settings: Settings, name: str, teacher: str) -> StudentJob:
+    """A student distilled with the profile's hard/L_HP weights (0.3/0.7)."""
+    return StudentJob(name, DistillationLoss.from_weights(settings.kd_weights), teacher)
+
+
+def scratch_job() -> StudentJob:
+    return StudentJob(SCRATCH, DistillationLoss(hard=1.0))
+
+
+def grid_jobs(settings: Settings) -> list[StudentJob]:
+    """Part 3's grid: hard = h, L_HP = 1 − h, from the expert."""
+    return [StudentJob(grid_name(w), DistillationLoss.from_weights(w), "expert")
+            for w in settings.grid_weights]
+
+
+def lgr_job(settings: Settings) -> StudentJob:
+    return StudentJob(LGR, DistillationLoss.from_weights(settings.gr_weights), "expert")
+
+
+def outputs_only_job(kind: str) -> StudentJob:
+    """A student that learns from the teacher's outputs alone (pure L_HP)."""
+    return StudentJob(HP_ONLY[kind], DistillationLoss(hp=1.0), kind)
+
+
+def jac_job(settings: Settings) -> StudentJob:
+    """L_JAC with the L_GR student's weights, hard 0.2 / hp 0.5 / jac 0.3."""
+    return StudentJob(JAC, DistillationLoss(hard=0.2, hp=0.5, jac=0.3), "expert")
+
+
+def feat_job(settings: Settings) -> StudentJob:
+    """L_FEAT with the original's named weights, hard 0.3 / hp 0.4 / feat 0.3."""
+    return StudentJob(FEAT, DistillationLoss.from_weights(settings.feat_weights), "expert")
+
+
+def three_way_points(term: str = "jac") -> list[dict]:
+    """Every (hard, hp, ``term``) with weights in steps of 0.1 summing to 1: 66 points."""
+    return [{"hard": i / 10, "hp": j / 10, term: round(1 - i / 10 - j / 10, 10)}
+            for i in range(11) for j in range(11 - i)]
+
+
+# -- shared pieces of the builds ----------------------------------------------
+
+
+def _result(exp, stage: Stage, results, tests, models, history=None, weights=None,
+            sort=False, label="Model", **extra) -> StageResult:
+    return StageResult(stage=stage.name, title=stage.title, settings=exp.settings,
+                       results=results, summary=summary_table(results, sort=sort, label=label),
+                       tests=tests, models=models, history=history, weights=weights or {},
+                       **extra)
+
+
+def _weights(jobs) -> dict:
+    return {job.name: job.loss.weights for job in jobs}
+
+
+# -- the original's four parts ------------------------------------------------------
+
+
+def standard_teacher(exp, stage: Stage) -> StageResult:
+    """Part 1: a teacher, a student from scratch, a student distilled (0.3/0.7)."""
+    jobs = stage.jobs(exp.settings)
+    students = exp.students(stage.name, jobs)
+    models = {TEACHER: exp.teachers("teacher"), **students.models}
+    results = exp.evaluate(models)
+    tests = {"distilled vs scratch": paired_test(results, DISTILLED, SCRATCH, "less")}
+    return _result(exp, stage, results, tests, models, students.history, _weights(jobs))
+
+
+def expert_teacher(exp, stage: Stage) -> StageResult:
+    """Part 2: an expert teacher (deeper, dropout, more weight decay) and a student
+    distilled from it."""
+    part1 = exp.run("standard_teacher")
+    (job,) = stage.jobs(exp.settings)
+    experts = exp.teachers("expert")
+    students = exp.students(stage.name, [job])
+    own = exp.evaluate({EXPERT: experts, **students.models})
+    r1 = part1.results
+    results = {TEACHER: r1[TEACHER], EXPERT: own[EXPERT], SCRATCH: r1[SCRATCH],
+               DISTILLED: r1[DISTILLED], DISTILLED_EXPERT: own[DISTILLED_EXPERT]}
+    tests = {
+        "expert teacher vs teacher": paired_test(results, EXPERT, TEACHER, "less"),
+        "distilled vs scratch": paired_test(results, DISTILLED, SCRATCH, "less"),
+        "distilled from expert vs scratch": paired_test(results, DISTILLED_EXPERT, SCRATCH,
+                                                        "less"),
+    }
+    return _result(exp, stage, results, tests, {EXPERT: experts, **students.models},
+                   students.history, {DISTILLED_EXPERT: job.loss.weights,
+                                      DISTILLED: job.loss.weights})
+
+
+def grid_search(exp, stage: Stage) -> StageResult:
+    """Part 3: students distilled from each run's expert with hard = h, hp = 1 − h.
+
+    ``best`` is the original's choice, made on the test set (optimistic); the honest choice
+    on a validation split is the ``model_selection`` stage."""
+    jobs = stage.jobs(exp.settings)
+    students = exp.students(stage.name, jobs)
+    results = exp.evaluate(students.models)
+    summary = summary_table(results, sort=True, label="Weights")
+    best, worst = str(summary.iloc[0]["Weights"]), str(summary.iloc[-1]["Weights"])
+    tests = {}
+    if best != worst:
+        tests["best vs worst grid point"] = paired_test(results, best, worst, "less",
+                                                        descriptive=True)
+    return _result(exp, stage, results, tests, students.models, students.history,
+                   _weights(jobs), sort=True, label="Weights", best=best)
+
+
+def gradient_regularisation(exp, stage: Stage) -> StageResult:
+    """Part 4: a student that also matches the expert's input gradients (L_GR)."""
+    part2, grid = exp.run("expert_teacher"), exp.run("grid_search")
+    (job,) = stage.jobs(exp.settings)
+    students = exp.students(stage.name, [job])
+    own = exp.evaluate(students.models)
+    results = {
+        SCRATCH: part2.results[SCRATCH],
+        DISTILLED_EXPERT: part2.results[DISTILLED_EXPERT],
+        grid.best: grid.results[grid.best],
+        LGR: own[LGR],
+        EXPERT: part2.results[EXPERT],
+    }
+    tests = {
+        # the original's comparison; its partner was chosen on the test set
+        "L_GR vs best L_HP": paired_test(results, LGR, grid.best, "two-sided",
+                                         descriptive=True),
+        # 0.2/0.5 act like 0.29/0.71 under Adam: the matched L_HP student is 0.3/0.7
+        "L_GR vs matched L_HP (0.3/0.7)": paired_test(results, LGR, DISTILLED_EXPERT,
+                                                      "two-sided"),
+        "L_GR vs scratch": paired_test(results, LGR, SCRATCH, "less"),
+    }
+    return _result(exp, stage, results, tests, students.models, students.history,
+                   {LGR: job.loss.weights, grid.best: grid.weights[grid.best],
+                    DISTILLED_EXPERT: part2.weights[DISTILLED_EXPERT]}, sort=True,
+                   best=grid.best)
+
+
+# -- the lessons' stages -------------------------------------------------------------
+
+
+def fresh_inputs(exp, stage: Stage) -> StageResult:
+    """Students that learn from the teacher's outputs alone (no labels): on the training
+    inputs, and on the training inputs plus fresh unlabelled inputs, with the same number
+    of optimiser steps. Paired with the stage's scratch student."""
+    kind = stage.name.rsplit("_", 1)[1]
+    s, data = exp.settings, exp.data
+    base = exp.run("standard_teacher" if kind == "teacher" else "expert_teacher")
+    (only,) = stage.jobs(s)
+    fresh = StudentJob(FRESH[kind], DistillationLoss(hp=1.0), kind)
+    X_all = torch.cat([data.X_train, exp.fresh_inputs()])
+    # pure L_HP never reads y: the fresh inputs carry no label, and get none
+    y_unused = torch.zeros(len(X_all), 1, device=X_all.device)
+    steps_epochs = max(1, round(s.epochs_student * len(data.X_train) / len(X_all)))
+    on_train = exp.students(f"{stage.name}-train", [only])
+    on_more = exp.students(f"{stage.name}-fresh", [fresh], X_all, y_unused, epochs=steps_epochs)
+    models = {**on_train.models, **on_more.models}
+    teacher = TEACHER_KINDS[kind]
+    distilled = DISTILLED if kind == "teacher" else DISTILLED_EXPERT
+    results = {teacher: base.results[teacher], SCRATCH: base.results[SCRATCH],
+               distilled: base.results[distilled], **exp.evaluate(models)}
+    tests = {
+        "fresh inputs vs training inputs only": paired_test(results, FRESH[kind],
+                                                            HP_ONLY[kind], "less"),
+        "fresh inputs vs scratch": paired_test(results, FRESH[kind], SCRATCH, "less"),
+        "fresh inputs vs 0.3/0.7 distilled": paired_test(results, FRESH[kind], distilled,
+                                                         "two-sided"),
+        # added after the first full run showed students beside their teachers
+        "fresh inputs vs the teacher": paired_test(results, FRESH[kind], teacher,
+                                                   "two-sided", descriptive=True),
+    }
+    return _result(exp, stage, results, tests, models,
+                   pd.concat([on_train.history, on_more.history]), _weights([only, fresh]))
+
+
+def expert_ablation(exp, stage: Stage) -> StageResult:
+    """The standard teacher's layers trained with the expert's dropout and weight decay
+    (same initial weights and batches as the standard teacher), and a student distilled
+    from it: is the expert better because it is deeper or regularised?"""
+    part2 = exp.run("expert_teacher")
+    regularised = exp.teachers("regularised")
+    (job,) = stage.jobs(exp.settings)
+    students = exp.students(stage.name, [job])
+    own = exp.evaluate({REGULARISED: regularised, **students.models})
+    r2 = part2.results
+    results = {TEACHER: r2[TEACHER], REGULARISED: own[REGULARISED], EXPERT: r2[EXPERT],
+               SCRATCH: r2[SCRATCH], DISTILLED: r2[DISTILLED],
+               DISTILLED_REGULARISED: own[DISTILLED_REGULARISED],
+               DISTILLED_EXPERT: r2[DISTILLED_EXPERT]}
+    tests = {
+        "regularised teacher vs teacher": paired_test(results, REGULARISED, TEACHER),
+        "regularised teacher vs expert": paired_test(results, REGULARISED, EXPERT),
+        "distilled from regularised vs from teacher": paired_test(
+            results, DISTILLED_REGULARISED, DISTILLED),
+        "distilled from regularised vs from expert": paired_test(
+            results, DISTILLED_REGULARISED, DISTILLED_EXPERT),
+    }
+    return _result(exp, stage, results, tests, {REGULARISED: regularised, **students.models},
+                   students.history, {DISTILLED_REGULARISED: job.loss.weights})
+
+
+def model_selection(exp, stage: Stage) -> StageResult:
+    """The grid's weights chosen honestly: every grid point is trained again on the fit
+    part of the training set and scored on its validation part; the point with the lowest
+    mean validation MSE is chosen, and its part-3 student's test MSE (trained on the whole
+    training set, like every other student) is reported."""
+    grid, part4 = exp.run("grid_search"), exp.run("gradient_regularisation")
+    X_fit, y_fit, X_val, y_val = exp.validation()
+    fit = exp.students(stage.name, grid_jobs(exp.settings), X_fit, y_fit)
+    val = exp.evaluate(fit.models, X_val, y_val)
+    table = pd.DataFrame({
+        "Weights": list(val),
+        "Mean validation MSE": [np.mean(v["mse"]) for v in val.values()],
+        "Mean test MSE": [np.mean(grid.results[n]["mse"]) for n in val],
+    })
+    chosen = str(table.loc[table["Mean validation MSE"].idxmin(), "Weights"])
+    table = table.sort_values("Mean validation MSE").reset_index(drop=True)
+    results = {chosen: grid.results[chosen],
+               DISTILLED_EXPERT: part4.results[DISTILLED_EXPERT],
+               LGR: part4.results[LGR], SCRATCH: part4.results[SCRATCH]}
+    tests = {
+        "validation-chosen vs scratch": paired_test(results, chosen, SCRATCH, "less"),
+        "L_GR vs validation-chosen L_HP": paired_test(results, LGR, chosen, "two-sided"),
+    }
+    return _result(exp, stage, results, tests, fit.models, fit.history,
+                   {chosen: grid.weights[chosen]}, chosen=chosen, best=grid.best,
+                   validation=table)
+
+
+# -- going further (notebook 05) -----------------------------------------------------
+
+
+def _against_chosen(exp, stage: Stage, controls: dict) -> StageResult:
+    """Train the stage's one job from the expert and compare it, paired, with the L_HP
+    student chosen on validation and the named ``controls`` ({test name: model})."""
+    selection = exp.run("model_selection")
+    part4 = exp.run("gradient_regularisation")
+    (job,) = stage.jobs(exp.settings)
+    students = exp.students(stage.name, [job])
+    own = exp.evaluate(students.models)
+    chosen = selection.chosen
+    results = {job.name: own[job.name], chosen: selection.results[chosen],
+               **{m: part4.results[m] for m in controls.values() if m in part4.results},
+               SCRATCH: part4.results[SCRATCH]}
+    tests = {f"{job.name} vs validation-chosen L_HP": paired_test(results, job.name, chosen),
+             **{name: paired_test(results, job.name, m) for name, m in controls.items()}}
+    return _result(exp, stage, results, tests, students.models, students.history,
+                   {job.name: job.loss.weights, chosen: selection.weights[chosen]},
+                   sort=True, chosen=chosen)
+
+
+def jacobian_matching(exp, stage: Stage) -> StageResult:
+    """A student that matches the expert's output Jacobian ∂y/∂x (Sobolev training)."""
+    return _against_chosen(exp, stage, {"L_JAC vs L_GR": LGR,
+                                        "L_JAC vs matched L_HP (0.3/0.7)": DISTILLED_EXPERT})
+
+
+def feature_distillation(exp, stage: Stage) -> StageResult:
+    """A student whose last hidden layer, through a learned adapter, matches the expert's
+    (FitNets)."""
+    return _against_chosen(exp, stage, {"L_FEAT vs the original's 0.3/0.7": DISTILLED_EXPERT})
+
+
+def three_way_search(exp, stage: Stage) -> StageResult:
+    """The three-way weight search the original found too slow: every point of
+    :func:`three_way_points` trained from the expert on the fit part of the training set,
+    chosen on the validation part; the chosen point is then trained on the whole training
+    set and compared, paired, with the L_HP student chosen on validation."""
+    term = stage.name.rsplit("_", 1)[1]
+
+    def name(w):
+        return f"H={w['hard']:g}_HP={w['hp']:g}_{term.upper()}={w[term]:g}"
+
+    selection = exp.run("model_selection")
+    points = three_way_points(term)
+    X_fit, y_fit, X_val, y_val = exp.validation()
+    jobs = [StudentJob(name(w), DistillationLoss.from_weights(w), "expert") for w in points]
+    fit = exp.students(f"{stage.name}-fit", jobs, X_fit, y_fit)
+    val = exp.evaluate(fit.models, X_val, y_val)
+    table = pd.DataFrame([{**w, "Weights": name(w),
+                           "Mean validation MSE": float(np.mean(val[name(w)]["mse"]))}
+                          for w in points])
+    best = table.loc[table["Mean validation MSE"].idxmin()]
+    weights = {t: float(best[t]) for t in ("hard", "hp", term)}
+    job = StudentJob(THREE_WAY, DistillationLoss.from_weights(weights), "expert")
+    students = exp.students(stage.name, [job])
+    own = exp.evaluate(students.models)
+    chosen = selection.chosen
+    results = {THREE_WAY: own[THREE_WAY], chosen: selection.results[chosen],
+               SCRATCH: selection.results[SCRATCH]}
+    tests = {"3-way vs validation-chosen L_HP": paired_test(results, THREE_WAY, chosen),
+             "3-way vs scratch": paired_test(results, THREE_WAY, SCRATCH, "less")}
+    return _result(exp, stage, results, tests, students.models, students.history,
+                   {THREE_WAY: job.loss.weights}, sort=True, chosen=str(best["Weights"]),
+                   validation=table)
+
+
+def early_stopping(exp, stage: Stage) -> StageResult:
+    """The scratch student and the 0.3/0.7 expert student, trained on the fit part of the
+    training set twice from the same start and batches: for all epochs, and with early
+    stopping on the validation part (``patience`` epochs), best epoch restored."""
+    s = exp.settings
+    selection = exp.run("model_selection")
+    X_fit, y_fit, X_val, y_val = exp.validation()
+    kd = DistillationLoss.from_weights(s.kd_weights)
+    plain = [StudentJob(FIT["scratch"], DistillationLoss(hard=1.0)),
+             StudentJob(FIT["distilled"], kd, "expert")]
+    # the stopped students see exactly the plain ones' batches
+    stopped = [StudentJob(STOPPED["scratch"], DistillationLoss(hard=1.0),
+                          shuffle_as=FIT["scratch"]),
+               StudentJob(STOPPED["distilled"], kd, "expert", FIT["distilled"])]
+    all_epochs = exp.students(f"{stage.name}-plain", plain, X_fit, y_fit)
+    early: TrainedStudents = exp.students(stage.name, stopped, X_fit, y_fit,
+                                          stopping=((X_val, y_val), s.patience))
+    models = {**all_epochs.models, **early.models}
+    results = {**exp.evaluate(models),
+               selection.chosen: selection.results[selection.chosen]}
+    tests = {
+        "early stopped vs all epochs (scratch)": paired_test(
+            results, STOPPED["scratch"], FIT["scratch"]),
+        "early stopped vs all epochs (distilled)": paired_test(
+            results, STOPPED["distilled"], FIT["distilled"]),
+        "early stopped distilled vs validation-chosen L_HP": paired_test(
+            results, STOPPED["distilled"], selection.chosen),
+    }
+    return _result(exp, stage, results, tests, models,
+                   pd.concat([all_epochs.history, early.history]), chosen=selection.chosen,
+                   best_epochs=early.best_epochs)
+
+
+# -- the table -----------------------------------------------------------------------
+
+_AFTER_SELECTION = ("model_selection", "gradient_regularisation")
+
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (
+    Stage("standard_teacher", "Part 1: a standard teacher", "original", standard_teacher,
+          jobs=lambda s: [scratch_job(), kd_job(s, DISTILLED, "teacher")]),
+    Stage("expert_teacher", "Part 2: an expert teacher", "original", expert_teacher,
+          ("standard_teacher",), jobs=lambda s: [kd_job(s, DISTILLED_EXPERT, "expert")]),
+    Stage("grid_search", "Part 3: grid search over the hard/L_HP weights", "original",
+          grid_search, jobs=grid_jobs),
+    Stage("gradient_regularisation", "Part 4: gradient regularisation (L_GR)", "original",
+          gradient_regularisation, ("expert_teacher", "grid_search"),
+          jobs=lambda s: [lgr_job(s)]),
+    Stage("fresh_inputs_teacher", "Distilling on fresh inputs (standard teacher)", "lesson",
+          fresh_inputs, ("standard_teacher",), jobs=lambda s: [outputs_only_job("teacher")]),
+    Stage("fresh_inputs_expert", "Distilling on fresh inputs (expert teacher)", "lesson",
+          fresh_inputs, ("expert_teacher",), jobs=lambda s: [outputs_only_job("expert")]),
+    Stage("expert_ablation", "Depth or regularisation? The expert taken apart", "lesson",
+          expert_ablation, ("expert_teacher",),
+          jobs=lambda s: [kd_job(s, DISTILLED_REGULARISED, "regularised")]),
+    Stage("model_selection", "Choosing the grid's weights on a validation split", "lesson",
+          model_selection, ("grid_search", "gradient_regularisation")),
+    Stage("jacobian_matching", "Matching the expert's input derivatives (L_JAC)", "further",
+          jacobian_matching, _AFTER_SELECTION, jobs=lambda s: [jac_job(s)]),
+    Stage("feature_distillation", "Matching a hidden layer through an adapter (L_FEAT)",
+          "further", feature_distillation, _AFTER_SELECTION, jobs=lambda s: [feat_job(s)]),
+    Stage("three_way_search_jac", "A three-way weight search over (hard, hp, jac)", "further",
+          three_way_search, ("model_selection",)),
+    Stage("three_way_search_gr", "A three-way weight search over (hard, hp, gr)", "further",
+          three_way_search, ("model_selection",)),
+    Stage("early_stopping", "Early stopping on the validation split", "further",
+          early_stopping, ("model_selection",)),
+)}
+
+
+def names(part: str | None = None) -> tuple[str, ...]:
+    """The stages' names in table order; ``part`` picks ``"original"``, ``"lesson"`` or
+    ``"further"``."""
+    if part is not None and part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    return tuple(n for n, st in STAGES.items() if part is None or st.part == part)
+
+
+ORIGINAL = names("original")  # the original notebook's four parts, in order
+
+
+def stage(name: str) -> Stage:
+    """The table's row for ``name``; ValueError naming the valid stages otherwise."""
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; valid stages: {', '.join(STAGES)}")
+    return STAGES[name]
+
+
+def training_set_jobs(settings: Settings) -> list[StudentJob]:
+    """Every student the stages train on the whole training set, in table order."""
+    return [job for st in STAGES.values() for job in st.jobs(settings)]
