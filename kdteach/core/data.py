@@ -66,6 +66,21 @@ class Dataset:
         return torch.as_tensor(scaled, dtype=torch.float32, device=self.X_train.device)
 
 
+def check_task(n_samples: int, n_features: int, noise: float, test_size: float) -> None:
+    """The rules a task must follow; the settings are checked with the same rules."""
+    if n_features < N_USED_FEATURES:
+        raise ValueError(
+            f"n_features={n_features} is too small: the target reads features 0-5, "
+            f"so n_features must be >= {N_USED_FEATURES}"
+        )
+    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must lie strictly between 0 and 1, got {test_size!r}")
+    if n_samples < 4:
+        raise ValueError(f"n_samples must be at least 4, got {n_samples!r}")
+
+
 def make_dataset(
     n_samples: int = 2000,
     n_features: int = 10,
@@ -78,17 +93,7 @@ def make_dataset(
     """Generate, split and scale the data exactly as the original notebook does (same numbers).
 
     Taught in Lesson 00, section 3 (the task)."""
-    if n_features < N_USED_FEATURES:
-        raise ValueError(
-            f"n_features={n_features} is too small: the target reads features 0-5, "
-            f"so n_features must be >= {N_USED_FEATURES}"
-        )
-    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    if not 0 < test_size < 1:
-        raise ValueError(f"test_size must lie strictly between 0 and 1, got {test_size!r}")
-    if n_samples < 4:
-        raise ValueError(f"n_samples must be at least 4, got {n_samples!r}")
+    check_task(n_samples, n_features, noise, test_size)
 
     # The original calls np.random.seed(42) and then the global generator; a RandomState
     # with the same seed draws the same numbers without touching global state.

@@ -17,12 +17,11 @@ import pandas as pd
 import torch
 
 from kdteach.core.losses import DistillationLoss, output_jacobian
-from kdteach.core.train import teacher_targets
+from kdteach.core.train import check_batch_size, teacher_targets
 
 
 def _batches(n: int, batch_size: int):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= n:
-        raise ValueError(f"batch_size must be an integer in 1..{n}, got {batch_size!r}")
+    check_batch_size(batch_size, n)
     order = torch.arange(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 

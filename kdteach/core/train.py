@@ -75,6 +75,11 @@ def _check_training_args(num_epochs, lr, batch_size, n):
         raise ValueError(f"num_epochs must be an integer >= 0, got {num_epochs!r}")
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    check_batch_size(batch_size, n)
+
+
+def check_batch_size(batch_size, n: int) -> None:
+    """A batch size for a training set of ``n`` samples: a whole number in 1..n."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 0 < batch_size <= n:
         raise ValueError(f"batch_size must be an integer in 1..{n} (the training set), "
                          f"got {batch_size!r}")

@@ -16,26 +16,19 @@ _GRID_HARD = (0.1, 0.3, 0.5, 0.7, 0.9)
 _GRID_LABELS = tuple(grid_name({"hard": h, "hp": round(1 - h, 10)}) for h in _GRID_HARD)
 # Made-up per-run MSEs of a weight grid, shaped like the lessons' results: the grid point
 # that looks best on the test set is not the one that is best on the validation set.
-_GRID_VAL = (
-    (0.3498, 0.3311, 0.3620, 0.3365, 0.3587),
-    (0.3301, 0.3452, 0.3387, 0.3339, 0.3405),
-    (0.3604, 0.3551, 0.3712, 0.3498, 0.3640),
-    (0.3836, 0.3950, 0.3791, 0.3874, 0.3902),
-    (0.4157, 0.4082, 0.4311, 0.4198, 0.4120),
-)
-_GRID_TEST = (
-    (0.3361, 0.3298, 0.3452, 0.3350, 0.3399),
-    (0.3397, 0.3440, 0.3371, 0.3425, 0.3383),
-    (0.3689, 0.3602, 0.3745, 0.3571, 0.3706),
-    (0.3960, 0.3899, 0.4017, 0.3921, 0.3978),
-    (0.4402, 0.4288, 0.4351, 0.4423, 0.4331),
+_GRID_MSE = (  # per grid point: (validation MSE per run), (test MSE per run)
+    ((0.3498, 0.3311, 0.3620, 0.3365, 0.3587), (0.3361, 0.3298, 0.3452, 0.3350, 0.3399)),
+    ((0.3301, 0.3452, 0.3387, 0.3339, 0.3405), (0.3397, 0.3440, 0.3371, 0.3425, 0.3383)),
+    ((0.3604, 0.3551, 0.3712, 0.3498, 0.3640), (0.3689, 0.3602, 0.3745, 0.3571, 0.3706)),
+    ((0.3836, 0.3950, 0.3791, 0.3874, 0.3902), (0.3960, 0.3899, 0.4017, 0.3921, 0.3978)),
+    ((0.4157, 0.4082, 0.4311, 0.4198, 0.4120), (0.4402, 0.4288, 0.4351, 0.4423, 0.4331)),
 )
 
 
 def grid_example() -> tuple[dict, dict]:
     """``(val_mse, test_mse)`` of a weight grid: label → per-run MSEs, fresh copies each call."""
-    val = {label: list(runs) for label, runs in zip(_GRID_LABELS, _GRID_VAL)}
-    test = {label: list(runs) for label, runs in zip(_GRID_LABELS, _GRID_TEST)}
+    val = {label: list(runs) for label, (runs, _) in zip(_GRID_LABELS, _GRID_MSE)}
+    test = {label: list(runs) for label, (_, runs) in zip(_GRID_LABELS, _GRID_MSE)}
     return val, test
 
 

@@ -103,22 +103,25 @@ def _teacher_term_cases(seed: int, n_cases: int, labels: bool):
         yield student.train(), teacher.train(), X, y
 
 
-def check_lgr_loss(answer) -> str:
+def _check_teacher_term(name, answer, seed, labels, variants, judge, term) -> str:
+    """The L_GR and L_JAC checkers: random students, teachers and batches (with labels
+    for L_GR); the answer's value against the reference and the typical wrong answers."""
     n_cases = 6
-    tally = Tally(
-        "`lgr_loss` differs from L_GR on some random batches.",
-        close=lambda a, b: values_close(a, b, rtol=1e-3, atol=1e-12),
-    )
-    for student, teacher, X, y in _teacher_term_cases(SEED + 6, n_cases, labels=True):
-        right, variants = _lgr_variants(student, teacher, X, y)
-        out = call("lgr_loss", answer, student, teacher, X.clone(), y.clone())
-        value = _judge_lgr_loss(out, student, teacher, right)
-        tally.add(value, right, variants)
+    tally = Tally(f"`{name}` differs from {term} on some random batches.",
+                  close=lambda a, b: values_close(a, b, rtol=1e-3, atol=1e-12))
+    for student, teacher, X, y in _teacher_term_cases(seed, n_cases, labels=labels):
+        inputs = (X, y) if labels else (X,)
+        right, wrong = variants(student, teacher, *inputs)
+        out = call(name, answer, student, teacher, *(x.clone() for x in inputs))
+        tally.add(judge(out, student, teacher, right), right, wrong)
     tally.verdict()
-    return (
-        f"`lgr_loss` equals L_GR on {n_cases} random batches, trains the student and leaves "
-        "the teacher untouched."
-    )
+    return (f"`{name}` equals {term} on {n_cases} random batches, trains the student and "
+            "leaves the teacher untouched.")
+
+
+def check_lgr_loss(answer) -> str:
+    return _check_teacher_term("lgr_loss", answer, SEED + 6, True, _lgr_variants,
+                               _judge_lgr_loss, "L_GR")
 
 
 def _lgr_variants(student, teacher, X, y) -> tuple[float, list]:
@@ -196,21 +199,8 @@ def _depends_on(out: torch.Tensor, model) -> bool:
 
 
 def check_jacobian_matching(answer) -> str:
-    n_cases = 6
-    tally = Tally(
-        "`jacobian_matching` differs from L_JAC on some random batches.",
-        close=lambda a, b: values_close(a, b, rtol=1e-3, atol=1e-12),
-    )
-    for student, teacher, X, _ in _teacher_term_cases(SEED + 7, n_cases, labels=False):
-        right, variants = _jacobian_variants(student, teacher, X)
-        out = call("jacobian_matching", answer, student, teacher, X.clone())
-        value = _judge_jacobian_matching(out, student, teacher, right)
-        tally.add(value, right, variants)
-    tally.verdict()
-    return (
-        f"`jacobian_matching` equals L_JAC on {n_cases} random batches, trains the student and "
-        "leaves the teacher untouched."
-    )
+    return _check_teacher_term("jacobian_matching", answer, SEED + 7, False, _jacobian_variants,
+                               _judge_jacobian_matching, "L_JAC")
 
 
 def _jacobian_variants(student, teacher, X) -> tuple[float, list]:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from kdteach.core.diagnostics import term_gradient_norms
 from kdteach.core.stats import paired_test
-from kdteach.lesson import plots
+from kdteach.lesson import plots, task
 from kdteach.protocol.analysis import cost_comparison
 from kdteach.protocol.experiment import Experiment
 from kdteach.protocol.files import write_atomic
@@ -121,15 +121,15 @@ def _tests(stage) -> list:
 
 FIGURES: list[TalkFigure] = [
     TalkFigure("00_target_slices", "The target, one feature at a time",
-               lambda exp: plots.target_slices(n_features=exp.settings.n_features)),
+               lambda exp: task.target_slices(n_features=exp.settings.n_features)),
     TalkFigure("00_interaction", "The interaction term sin(x0·x1)",
-               lambda exp: plots.interaction_heatmap("interaction")),
+               lambda exp: task.interaction_heatmap("interaction")),
     TalkFigure("00_target_heatmap", "The target over (x0, x1)",
-               lambda exp: plots.interaction_heatmap("target")),
+               lambda exp: task.interaction_heatmap("target")),
     TalkFigure("00_noisy_samples", "Noisy labels against the noiseless target",
-               lambda exp: plots.noisy_samples(data=exp.data)),
+               lambda exp: task.noisy_samples(data=exp.data)),
     TalkFigure("00_data_explorer", "The data explorer: a slice and the noise",
-               lambda exp: plots.data_explorer_figure(0, exp.settings.noise)),
+               lambda exp: task.data_explorer_figure(0, exp.settings.noise)),
     TalkFigure("01_mse_by_model", "Part 1: test MSE of every run",
                lambda exp: plots.mse_by_model(exp.run("standard_teacher"))),
     TalkFigure("01_predictions", "Part 1: predictions and residuals",

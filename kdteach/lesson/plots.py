@@ -16,7 +16,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from kdteach.core.data import N_USED_FEATURES, X_HIGH, X_LOW, make_dataset, target_function
 from kdteach.core.stats import PairedTest, format_p
 from kdteach.core.train import HELDOUT, VAL, History, predict
 from kdteach.protocol.names import EXPERT, color, palette
@@ -42,123 +41,12 @@ def use_style() -> None:
     sns.set_theme(style="whitegrid", context="notebook", palette="viridis")
 
 
-def _figure_and_axes(ax, figsize=SLIDE_SIZE):
+def figure_and_axes(ax, figsize=SLIDE_SIZE):
+    """``ax``'s figure and ``ax``; a new figure of ``figsize`` and its axes without one."""
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
     return ax.figure, ax
-
-
-# ---------------------------------------------------------------- the task itself
-
-
-def _slice_inputs(feature: int, n_points: int, n_features: int, at: float = 0.0):
-    """Inputs that sweep one feature over the data range while all others stay at ``at``."""
-    if not 0 <= feature < n_features:
-        raise ValueError(f"feature must lie in 0..{n_features - 1}, got {feature!r}")
-    grid = np.linspace(X_LOW, X_HIGH, n_points)
-    X = np.full((n_points, n_features), float(at))
-    X[:, feature] = grid
-    return grid, X
-
-
-def target_slices(features=range(N_USED_FEATURES), n_points: int = 401, n_features: int = 10):
-    """The noiseless target along each feature in raw units, every other feature held at 0."""
-    features = list(features)
-    n_cols = min(3, len(features))
-    n_rows = -(-len(features) // n_cols)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=SLIDE_SIZE, sharey=True, squeeze=False
-    )
-    for ax, j in zip(axes.flat, features):
-        grid, X = _slice_inputs(j, n_points, n_features)
-        sns.lineplot(x=grid, y=target_function(X), ax=ax, color="tab:blue")
-        ax.set_title(f"along x{j}")
-        ax.set_xlabel(f"x{j}")
-        ax.set_ylabel("f(x)")
-    for ax in axes.flat[len(features):]:
-        ax.set_visible(False)
-    fig.suptitle("One feature at a time, the others held at 0")
-    fig.tight_layout()
-    return fig
-
-
-def interaction_heatmap(which: str = "interaction", n_points: int = 201, n_features: int = 10,
-                        ax=None):
-    """A heat-map over (x0, x1): the term sin(x0·x1) alone, or the whole target (others 0)."""
-    if which not in ("interaction", "target"):
-        raise ValueError(f"which must be 'interaction' or 'target', got {which!r}")
-    grid = np.linspace(X_LOW, X_HIGH, n_points)
-    x0, x1 = np.meshgrid(grid, grid)
-    if which == "interaction":
-        z = np.sin(x0 * x1)
-        title = "The interaction term sin(x0·x1)"
-    else:
-        X = np.zeros((x0.size, n_features))
-        X[:, 0], X[:, 1] = x0.ravel(), x1.ravel()
-        z = target_function(X).reshape(x0.shape)
-        title = "The target over (x0, x1), other features at 0"
-    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
-    limit = float(np.abs(z).max())
-    mesh = ax.pcolormesh(x0, x1, z, cmap="vlag", vmin=-limit, vmax=limit, shading="auto")
-    ax.contour(x0, x1, z, levels=7, colors="black", linewidths=0.5, alpha=0.5)
-    fig.colorbar(mesh, ax=ax, label="value")
-    ax.set_xlabel("x0")
-    ax.set_ylabel("x1")
-    ax.set_aspect("equal")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def noisy_samples(noise: float = 0.1, data=None, ax=None):
-    """Noisy training labels against the noiseless target; the gap is the noise."""
-    data = data if data is not None else make_dataset(noise=noise)
-    y_noisy = data.y_train.detach().cpu().numpy().ravel()
-    y_true = data.y_true_train
-    sigma = float(np.std(y_noisy - y_true))
-    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
-    sns.scatterplot(x=y_true, y=y_noisy, s=10, alpha=0.4, ax=ax, edgecolor=None)
-    low, high = float(min(y_true.min(), y_noisy.min())), float(max(y_true.max(), y_noisy.max()))
-    ax.plot([low, high], [low, high], color="black", linewidth=1, label="no noise")
-    ax.set_xlabel("noiseless target f(x)")
-    ax.set_ylabel("noisy label y")
-    ax.set_title(f"Labels vs target: noise std {sigma:.3f}, so the best MSE is ≈ {sigma**2:.4f}")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    return fig
-
-
-def noisy_slice(feature: int = 0, noise: float = 0.1, n_samples: int = 150, n_features: int = 10,
-                seed: int = 0, ax=None):
-    """One slice of the target with noisy samples drawn along it (others at 0)."""
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    grid, X = _slice_inputs(feature, 401, n_features)
-    rng = np.random.default_rng(seed)
-    x_samples = rng.uniform(X_LOW, X_HIGH, n_samples)
-    X_samples = np.zeros((n_samples, n_features))
-    X_samples[:, feature] = x_samples
-    y_samples = target_function(X_samples) + rng.normal(0.0, noise, n_samples)
-    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
-    sns.scatterplot(x=x_samples, y=y_samples, s=14, alpha=0.6, ax=ax, color="tab:orange",
-                    label=f"samples, noise std {noise:g}", edgecolor=None)
-    sns.lineplot(x=grid, y=target_function(X), ax=ax, color="tab:blue", label="target f")
-    used = "used by f" if feature < N_USED_FEATURES else "ignored by f"
-    ax.set_title(f"Along x{feature} ({used}), other features at 0")
-    ax.set_xlabel(f"x{feature}")
-    ax.set_ylabel("y")
-    fig.tight_layout()
-    return fig
-
-
-def data_explorer_figure(feature: int = 0, noise: float = 0.1):
-    """The data explorer's view: a noisy slice beside noisy-vs-noiseless labels."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=WIDE_SIZE)
-    noisy_slice(feature, noise, ax=left)
-    noisy_samples(noise, ax=right)
-    fig.tight_layout()
-    return fig
 
 
 # ---------------------------------------------------------------- predictions
@@ -200,7 +88,7 @@ def pred_vs_true(net, data, ax=None, label: str = "model", color=None):
     """One model's test predictions against the (noisy) test labels, with the diagonal."""
     pred, y = _test_predictions(net, data)
     mse = float(np.mean((pred - y) ** 2))
-    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
+    fig, ax = figure_and_axes(ax, figsize=(7, 5.6))
     sns.scatterplot(x=y, y=pred, s=10, alpha=0.5, ax=ax, color=color, edgecolor=None)
     low, high = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
     ax.plot([low, high], [low, high], color="black", linewidth=1)
@@ -213,7 +101,7 @@ def pred_vs_true(net, data, ax=None, label: str = "model", color=None):
 def residuals(net, data, ax=None, label: str = "model", color=None):
     """One model's test residuals (prediction minus label) against the label."""
     pred, y = _test_predictions(net, data)
-    fig, ax = _figure_and_axes(ax, figsize=(7, 5.6))
+    fig, ax = figure_and_axes(ax, figsize=(7, 5.6))
     sns.scatterplot(x=y, y=pred - y, s=10, alpha=0.5, ax=ax, color=color, edgecolor=None)
     ax.axhline(0.0, color="black", linewidth=1)
     ax.set_title(f"{label}: residuals", fontsize="medium")
@@ -270,7 +158,7 @@ def loss_curves(history, model: str | None = None, run: int | None = None,
     """
     frame = _as_history_frame(history)
     own_figure = ax is None
-    fig, ax = _figure_and_axes(ax)
+    fig, ax = figure_and_axes(ax)
     if "model" in frame and frame["model"].nunique() > 1:
         if model is None:
             raise ValueError(f"the history holds several models; pick one with model=: "
@@ -315,7 +203,7 @@ def mse_by_model(stage: StageResult, ax=None, include_teachers: bool = True):
     if not include_teachers:
         runs = runs[~runs["model"].str.contains("Teacher")]
     order = list(runs.groupby("model")["mse"].mean().sort_values().index)
-    fig, ax = _figure_and_axes(ax)
+    fig, ax = figure_and_axes(ax)
     sns.boxplot(data=runs, x="mse", y="model", hue="model", order=order, palette=palette(order),
                 width=0.5, showfliers=False, boxprops={"alpha": 0.35}, legend=False, ax=ax)
     position = {name: i for i, name in enumerate(order)}
@@ -342,7 +230,7 @@ def mse_bars(scores: dict, highlight: str | None = None, ax=None):
     names = list(scores)
     values = [float(scores[n]) for n in names]
     colors = [color(n) for n in names]
-    fig, ax = _figure_and_axes(ax, figsize=(7, 4))
+    fig, ax = figure_and_axes(ax, figsize=(7, 4))
     bars = ax.barh(names, values, color=colors)
     for name, bar in zip(names, bars):
         if name == highlight:
@@ -458,7 +346,7 @@ def learning_curves(history, models, noise_var: float | None = None, train_term:
     """
     frame = _as_history_frame(history)
     frame = frame[frame["model"].isin(list(models))]
-    fig, ax = _figure_and_axes(ax)
+    fig, ax = figure_and_axes(ax)
     for name in models:
         own = frame[frame["model"] == name]
         for term, style, what in ((HELDOUT, "-", "test"), (train_term, "--", "training")):
@@ -494,7 +382,7 @@ def paired_differences(tests, ax=None, title: str | None = None):
     tests = [tests] if isinstance(tests, PairedTest) else list(tests)
     if not tests:
         raise ValueError("give at least one PairedTest")
-    fig, ax = _figure_and_axes(ax, figsize=(10, 1.2 + 1.1 * len(tests)))
+    fig, ax = figure_and_axes(ax, figsize=(10, 1.2 + 1.1 * len(tests)))
     labels = []
     for row, test in enumerate(tests):
         diffs = np.asarray(test.diffs)
@@ -527,7 +415,7 @@ def validation_vs_test(selection: StageResult, ax=None):
     with the validation choice and the test-set choice marked."""
     table = selection.validation
     long = table.melt(id_vars="Weights", var_name="measured on", value_name="MSE")
-    fig, ax = _figure_and_axes(ax)
+    fig, ax = figure_and_axes(ax)
     sns.barplot(data=long, x="MSE", y="Weights", hue="measured on",
                 palette=["#756bb1", "#bdbdbd"], orient="h", ax=ax)
     ticks = []
@@ -554,7 +442,7 @@ def validation_vs_test(selection: StageResult, ax=None):
 def gradient_shares(norms: pd.DataFrame, ax=None, title: str | None = None):
     """Each loss term's pull on the student's parameters: the norm of weight × ∂term/∂θ
     (from :func:`kdteach.core.diagnostics.term_gradient_norms`), on a log scale."""
-    fig, ax = _figure_and_axes(ax, figsize=(10, 3.6))
+    fig, ax = figure_and_axes(ax, figsize=(10, 3.6))
     labels = [TERM_LABELS.get(t, t) for t in norms["term"]]
     ax.barh(labels, norms["gradient norm"], color=[TERM_COLORS.get(t, "gray")
                                                     for t in norms["term"]])
@@ -580,7 +468,7 @@ def ternary_heatmap(table: pd.DataFrame, value: str = "Mean validation MSE", thi
             raise ValueError(f"the table needs a column {column!r}; it has {list(table)}")
     x = table["hp"] + table[third] / 2
     y = table[third] * np.sqrt(3) / 2
-    fig, ax = _figure_and_axes(ax, figsize=(9, 7.5))
+    fig, ax = figure_and_axes(ax, figsize=(9, 7.5))
     values = table[value].to_numpy(dtype=float)
     top = float(np.quantile(values, 0.9))  # a few very poor points must not flatten the rest
     points = ax.scatter(x, y, c=np.minimum(values, top), cmap="viridis_r", marker="h", s=900,
@@ -621,7 +509,7 @@ def cost_vs_error(costs: pd.DataFrame, mse: dict, cost: str = "latency batch 1 (
     missing = [name for name in mse if name not in by_name.index]
     if missing:
         raise ValueError(f"no costs for {missing}: the costs table has {list(by_name.index)}")
-    fig, ax = _figure_and_axes(ax)
+    fig, ax = figure_and_axes(ax)
     for name, runs in mse.items():
         runs = np.asarray(runs, dtype=float)
         if runs.size == 0:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from kdteach.core.train import evaluate
-from kdteach.lesson import plots, slider_grid
+from kdteach.lesson import plots, slider_grid, task
 from kdteach.lesson.retrain import PREPARED, TRAINED_NOW, RetrainedStudent, retrain_student
 from kdteach.lesson.slider_grid import prepared_student
 from kdteach.protocol.names import DISTILLED_EXPERT, LGR, SCRATCH, YOURS, run_label
@@ -118,11 +118,6 @@ def output_text(out: widgets.Output) -> str:
     return "".join(parts)
 
 
-def output_figures(out: widgets.Output) -> int:
-    """How many images an output area shows."""
-    return sum("image/png" in item.get("data", {}) for item in out.outputs)
-
-
 # ---------------------------------------------------------------- the environment
 
 NEEDED = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib", "seaborn", "tqdm",
@@ -175,7 +170,7 @@ def data_explorer(settings=None) -> Panel:
     def redraw(_=None):
         text = (f"Slicing along x{feature.value} with noise std {noise.value:g}. "
                 f"The experiments use noise std {settings.noise:g}.")
-        show(out, text, plots.data_explorer_figure(feature.value, noise.value))
+        show(out, text, task.data_explorer_figure(feature.value, noise.value))
 
     feature.observe(redraw, names="value")
     noise.observe(redraw, names="value")

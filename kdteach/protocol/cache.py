@@ -4,9 +4,10 @@ Each entry is one file, ``<name>-<hash>.pt``, where the hash covers every settin
 changes its contents (the *key*). The key is also stored inside the file and compared
 on load, so a renamed, stale or foreign file is never trusted.
 
-* Writes are atomic: the file is written under a temporary name in the same folder,
-  flushed, then renamed into place. An interrupted write leaves no entry, only at most
-  a stray temporary file that is ignored (a failed write removes its own).
+* Writes are atomic (:func:`kdteach.protocol.files.write_atomic`): the file is written
+  under a temporary name in the same folder, flushed, then renamed into place. An
+  interrupted write leaves no entry, only at most a stray temporary file that is ignored
+  (a failed write removes its own).
 * Loads use ``torch.load(..., weights_only=True)``: tensors, numbers, strings, lists
   and dicts only, never arbitrary pickled objects.
 * A corrupt, truncated, empty or mismatched file is reported in one line (a warning)
@@ -25,11 +26,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+
+from kdteach.protocol.files import write_atomic
 
 FORMAT_VERSION = 1
 
@@ -50,14 +52,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _remove(path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:  # e.g. the file system went read-only meanwhile
-        warnings.warn(f"cache: cannot remove the partial file {path} ({exc.strerror})",
-                      CacheWarning, stacklevel=3)
+def _save_entry(entry: dict, path) -> None:
+    with open(path, "wb") as f:
+        torch.save(entry, f)
 
 
 def default_cache_dir() -> Path:
@@ -119,17 +116,9 @@ class Cache:
         path = self.path(name, key)
         full_key = {"format": FORMAT_VERSION, **key}
         entry = {"key": json.dumps(full_key, sort_keys=True, default=str), "payload": payload}
-        tmp = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.folder)
-            with os.fdopen(fd, "wb") as f:
-                torch.save(entry, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            tmp = None
-            return path
+            return write_atomic(path, lambda tmp: _save_entry(entry, tmp))
         except (OSError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and not _WRITE_FAILURE.search(str(exc)):
                 raise  # not the file system: a bug, to be seen
@@ -145,9 +134,6 @@ class Cache:
                 stacklevel=2,
             )
             return None
-        finally:
-            if tmp is not None:
-                _remove(tmp)
 
     def load_or_build(self, name: str, key: dict, build):
         """The cached payload for ``(name, key)``, else ``build()`` — stored, then returned."""

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kdteach.core.data import check_task
 from kdteach.core.losses import check_weights, is_number
+from kdteach.core.train import check_batch_size
 
 PROFILES = ("quick", "full")
 DEVICES = ("auto", "cpu", "cuda")
@@ -129,24 +131,18 @@ def validate(s: Settings) -> None:
         value = getattr(s, name)
         if not is_number(value) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if not 0 < s.test_size < 1:
+    if not is_number(s.test_size):
         raise ValueError(f"test_size must lie strictly between 0 and 1, got {s.test_size!r}")
+    check_task(s.n_samples, s.n_features, s.noise, s.test_size)
     if not (is_number(s.val_size) and 0 < s.val_size < 1):
         raise ValueError(f"val_size must lie strictly between 0 and 1, got {s.val_size!r}")
     _check_positive_int("fresh_factor", s.fresh_factor)
     _check_positive_int("patience", s.patience)
     n_train = s.n_samples - math.ceil(s.n_samples * s.test_size)
-    if s.batch_size > n_train:
-        raise ValueError(
-            f"batch_size={s.batch_size} is larger than the training set ({n_train} samples); "
-            f"choose 1..{n_train}"
-        )
+    check_batch_size(s.batch_size, n_train)
     check_weights(s.kd_weights, "kd_weights")
     check_weights(s.gr_weights, "gr_weights")
     check_weights(s.feat_weights, "feat_weights")
-    if s.n_features < 6:
-        raise ValueError(f"n_features must be >= 6 (the target reads features 0-5), "
-                         f"got {s.n_features!r}")
     grid = s.grid_hard_weights
     if not grid or not all(is_number(h) and 0 <= h <= 1 for h in grid):
         raise ValueError(

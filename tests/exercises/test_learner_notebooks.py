@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from kdteach import exercises
 from kdteach.publish.learner_notebooks import (
     BEGIN,
     CHECK_CALL,
@@ -28,16 +29,7 @@ SOLUTIONS_DIR = ROOT / "notebooks" / "solutions"
 EXERCISES_DIR = ROOT / "notebooks" / "exercises"
 PACKAGE_DATA = ROOT / "kdteach" / "exercises" / "solutions.json"
 
-NAMES = [
-    "hp_loss",
-    "weighted_loss",
-    "paired_t_test",
-    "distill_step",
-    "pick_weights",
-    "input_gradient",
-    "lgr_loss",
-    "jacobian_matching",
-]
+NAMES = exercises.names()  # pinned to the lessons' order in test_exercise_api.py
 LESSONS = {
     "01_distillation_loss": "01_standard_teacher.ipynb",
     "02_distillation_step": "02_expert_teacher.ipynb",

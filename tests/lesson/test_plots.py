@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 
 from kdteach.core.models import StudentNet
 from kdteach.core.train import train
-from kdteach.lesson import plots
+from kdteach.lesson import plots, task
 from kdteach.protocol import names as naming
 from kdteach.protocol.experiment import Experiment
 from kdteach.protocol.names import DISTILLED, EXPERT, LGR, SCRATCH, TEACHER
@@ -38,7 +38,7 @@ def visible_axes(fig):
 
 
 def test_target_slices_one_panel_per_feature():
-    fig = plots.target_slices()
+    fig = task.target_slices()
     assert isinstance(fig, Figure)
     axes = visible_axes(fig)
     assert len(axes) == 6
@@ -51,12 +51,12 @@ def test_target_slices_one_panel_per_feature():
 
 def test_target_slices_rejects_a_feature_out_of_range():
     with pytest.raises(ValueError, match="feature must lie in 0..9"):
-        plots.target_slices(features=[10])
+        task.target_slices(features=[10])
 
 
 @pytest.mark.parametrize("which", ["interaction", "target"])
 def test_interaction_heatmap(which):
-    fig = plots.interaction_heatmap(which, n_points=41)
+    fig = task.interaction_heatmap(which, n_points=41)
     assert isinstance(fig, Figure)
     main, colorbar = fig.axes
     assert (main.get_xlabel(), main.get_ylabel()) == ("x0", "x1")
@@ -66,11 +66,11 @@ def test_interaction_heatmap(which):
 
 def test_interaction_heatmap_rejects_unknown_kind():
     with pytest.raises(ValueError, match="'interaction' or 'target'"):
-        plots.interaction_heatmap("both")
+        task.interaction_heatmap("both")
 
 
 def test_noisy_samples_reports_the_noise_floor():
-    fig = plots.noisy_samples(noise=0.1)
+    fig = task.noisy_samples(noise=0.1)
     (ax,) = fig.axes
     assert ax.get_xlabel() == "noiseless target f(x)" and ax.get_ylabel() == "noisy label y"
     assert len(ax.collections[0].get_offsets()) == 1600  # every training sample
@@ -78,12 +78,12 @@ def test_noisy_samples_reports_the_noise_floor():
 
 
 def test_data_explorer_figure_has_two_panels_and_handles_no_noise():
-    fig = plots.data_explorer_figure(feature=7, noise=0.0)
+    fig = task.data_explorer_figure(feature=7, noise=0.0)
     left, right = fig.axes
     assert left.get_xlabel() == "x7" and "ignored" in left.get_title()
     assert right.get_ylabel() == "noisy label y"
     with pytest.raises(ValueError, match="noise"):
-        plots.noisy_slice(0, noise=-1.0)
+        task.noisy_slice(0, noise=-1.0)
 
 
 def test_prediction_panels_one_column_per_model(exp):

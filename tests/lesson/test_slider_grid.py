@@ -6,6 +6,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from widget_outputs import output_figures
 
 from kdteach.core.losses import DistillationLoss
 from kdteach.core.models import ExpertTeacherNet
@@ -259,7 +260,7 @@ def test_a_prepared_position_is_looked_up_and_says_so(prepared):
     c["retrain"].click()
     text = widgets.output_text(panel.out)
     assert "Looked up" in text and "hard 0.15 · hp 0.85, 6 epochs" in text
-    assert widgets.output_figures(panel.out) == 1
+    assert output_figures(panel.out) == 1
     lgr = widgets.lgr_explorer(prepared)
     lgr.controls["gr"].value = 10 ** 2.25
     lgr.controls["retrain"].click()
@@ -282,7 +283,7 @@ def test_off_the_grid_trains_now_with_a_live_curve(prepared, monkeypatch):
     text = widgets.output_text(panel.out)
     assert "Trained now" in text and "batch 64" in text and "Looked up" not in text
     assert drawn and drawn[0] == (1, 1, 5)  # from the first epoch, with its test MSE
-    assert widgets.output_figures(panel.out) == 1
+    assert output_figures(panel.out) == 1
 
 
 def test_the_live_curve_redraws_at_most_every_half_second(monkeypatch):

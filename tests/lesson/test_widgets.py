@@ -3,6 +3,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from widget_outputs import output_figures
 
 from kdteach.lesson import widgets
 from kdteach.protocol.experiment import Experiment
@@ -30,7 +31,7 @@ def no_figures_left_open():
 
 
 def shown(panel):
-    return widgets.output_text(panel.out), widgets.output_figures(panel.out)
+    return widgets.output_text(panel.out), output_figures(panel.out)
 
 
 # ---------------------------------------------------------------- the plain functions

@@ -9,7 +9,7 @@ from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, Student
 from kdteach.core.train import evaluate
 from kdteach.lesson.retrain import retrain_student
 from kdteach.protocol import experiment as experiments
-from kdteach.protocol import stages
+from kdteach.protocol import names, stages
 from kdteach.protocol.analysis import cost_comparison, fit_summary
 from kdteach.protocol.cache import CacheWarning
 from kdteach.protocol.experiment import Experiment
@@ -17,20 +17,12 @@ from kdteach.protocol.keys import teacher_key
 from kdteach.protocol.names import (
     DISTILLED,
     DISTILLED_EXPERT,
-    DISTILLED_REGULARISED,
     EXPERT,
-    FEAT,
-    FIT,
     FRESH,
     HP_ONLY,
     JAC,
-    LGR,
-    REGULARISED,
     SCRATCH,
-    STOPPED,
     TEACHER,
-    THREE_WAY,
-    grid_name,
 )
 from kdteach.protocol.results import last_epoch, merge
 from kdteach.protocol.seeds import initial_student, initial_teacher
@@ -95,10 +87,10 @@ def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
 def test_stage_results_use_the_originals_names_and_shapes(tmp_path):
     exp = Experiment(tiny(), cache=tmp_path, progress=False)
     stages = exp.reproduce()
-    names = set(merge(stages.values()).results)
-    grid = {grid_name(w) for w in exp.settings.grid_weights}
+    shown = set(merge(stages.values()).results)
+    grid = {names.grid_name(w) for w in exp.settings.grid_weights}
     assert grid == {"H=0.1_HP=0.9", "H=0.3_HP=0.7", "H=0.5_HP=0.5", "H=0.7_HP=0.3", "H=0.9_HP=0.1"}
-    assert names == {TEACHER, SCRATCH, DISTILLED, EXPERT, DISTILLED_EXPERT, LGR} | grid
+    assert shown == {TEACHER, SCRATCH, DISTILLED, EXPERT, DISTILLED_EXPERT, names.LGR} | grid
     for result in stages.values():
         for data in result.results.values():
             assert len(data["mse"]) == len(data["r2"]) == 2
@@ -121,14 +113,14 @@ def test_stage_results_use_the_originals_names_and_shapes(tmp_path):
     hist = final.history
     assert list(hist.columns) == ["model", "run", "epoch", "term", "loss"]
     assert set(hist["term"]) == {"hard", "hp", "gr", "total", "heldout"}
-    assert set(hist["model"]) == {LGR} and set(hist["run"]) == {1, 2}
+    assert set(hist["model"]) == {names.LGR} and set(hist["run"]) == {1, 2}
     assert hist["epoch"].max() == 2
 
 
 def test_a_stage_runs_alone_then_comes_from_the_cache(tmp_path, monkeypatch):
     first = Experiment(tiny(), cache=tmp_path, progress=False).run("gradient_regularisation")
-    names = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("*.pt"))
-    assert names == [
+    entries = sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.glob("*.pt"))
+    assert entries == [
         "expert-run0", "expert-run1", "students-expert_teacher",
         "students-gradient_regularisation", "students-grid_search", "students-standard_teacher",
         "teacher-run0", "teacher-run1",
@@ -234,7 +226,7 @@ def test_fresh_inputs_students_take_the_same_number_of_steps(lessons, monkeypatc
 def test_expert_ablation_pairs_the_regularised_teacher_with_the_standard_one(lessons):
     exp, stages = lessons
     result = stages["expert_ablation"]
-    assert {REGULARISED, TEACHER, EXPERT, DISTILLED_REGULARISED} <= set(result.results)
+    assert {names.REGULARISED, TEACHER, EXPERT, names.DISTILLED_REGULARISED} <= set(result.results)
     key = teacher_key(exp.settings, "regularised", 0)
     assert key["weight_decay"] == exp.settings.weight_decay_expert
     assert teacher_key(exp.settings, "regularised", 0)["shuffle"] == "teacher"
@@ -350,7 +342,7 @@ def test_jacobian_and_feature_students_are_compared_with_the_validation_choice(f
     exp = further
     chosen = exp.run("model_selection").chosen
     for stage, name in ((exp.run("jacobian_matching"), JAC),
-                        (exp.run("feature_distillation"), FEAT)):
+                        (exp.run("feature_distillation"), names.FEAT)):
         assert stage.chosen == chosen and name in stage.results and chosen in stage.results
         main = stage.tests[f"{name} vs validation-chosen L_HP"]
         assert (main.a, main.b, main.alternative, main.descriptive) == (name, chosen,
@@ -358,7 +350,7 @@ def test_jacobian_and_feature_students_are_compared_with_the_validation_choice(f
         assert all(isinstance(net, StudentNet) for net in stage.models[name])
     assert exp.run("jacobian_matching").weights[JAC] == {"hard": 0.2, "hp": 0.5,
                                                                 "jac": 0.3}
-    assert exp.run("feature_distillation").weights[FEAT] == exp.settings.feat_weights
+    assert exp.run("feature_distillation").weights[names.FEAT] == exp.settings.feat_weights
 
 
 def test_three_way_points_cover_the_simplex_at_step_a_tenth(further):
@@ -380,7 +372,7 @@ def test_three_way_search_chooses_on_validation(further, monkeypatch):
     best = table.loc[table["Mean validation MSE"].idxmin(), "Weights"]
     assert result.chosen == best and len(table) == 3
     row = table[table["Weights"] == best].iloc[0]
-    assert result.weights[THREE_WAY] == {
+    assert result.weights[names.THREE_WAY] == {
         t: float(row[t]) for t in ("hard", "hp", "jac") if row[t] > 0}
     assert "3-way vs validation-chosen L_HP" in result.tests
 
@@ -391,7 +383,7 @@ def test_early_stopping_restores_the_best_validation_epoch(tmp_path):
     X_fit, y_fit, X_val, y_val = exp.validation()
     best = exp.run("early_stopping").best_epochs
     for kind in ("scratch", "distilled"):
-        stopped, plain = STOPPED[kind], FIT[kind]
+        stopped, plain = names.STOPPED[kind], names.FIT[kind]
         assert all(1 <= b <= 6 for b in best[stopped])
         for run in range(2):
             # same start and batches: the stopped student is never worse on validation
