@@ -7,7 +7,6 @@ import torch
 
 from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet, TeacherNet
 from kdteach.core.train import evaluate
-from kdteach.lesson.retrain import retrain_student
 from kdteach.protocol import experiment as experiments
 from kdteach.protocol import names, stages
 from kdteach.protocol.analysis import cost_comparison, fit_summary
@@ -250,58 +249,6 @@ def test_model_selection_chooses_on_validation_never_on_test(lessons, monkeypatc
     monkeypatch.delitem(exp._stages, "model_selection")
     again = exp.run("model_selection")
     assert again.chosen == result.chosen
-
-
-def test_retrain_student_reproduces_the_stage_student_it_matches(lessons):
-    exp, _ = lessons
-    result = retrain_student(exp, {"hard": 1.0}, run=1, progress=False)
-    assert result.role == SCRATCH and result.teacher is None
-    assert result.mse == pytest.approx(exp.run("standard_teacher").results[SCRATCH]["mse"][1],
-                                          rel=1e-4)
-    # the teacher kind is part of the bookkeeping: 0.3/0.7 from the standard teacher is
-    # part 1's student, from the expert part 2's
-    assert retrain_student(exp, {"hard": 0.3, "hp": 0.7}, teacher="teacher",
-                               progress=False).role == DISTILLED
-    from_expert = retrain_student(exp, {"hard": 0.3, "hp": 0.7}, teacher="expert",
-                                      progress=False)
-    assert from_expert.role == DISTILLED_EXPERT
-    assert from_expert.mse == pytest.approx(
-        exp.run("expert_teacher").results[DISTILLED_EXPERT]["mse"][0], rel=1e-4)
-    other = retrain_student(exp, {"hard": 0.25, "hp": 0.75}, teacher="teacher", progress=False)
-    assert other.role == "Student (hard=0.25, hp=0.75, from teacher)"
-
-
-def test_retrain_student_records_terms_heldout_and_batch_size(lessons):
-    exp, _ = lessons
-    result = retrain_student(exp, {"hard": 0.2, "hp": 0.5, "gr": 3.0}, batch_size=64,
-                                 progress=False)
-    assert result.weights == {"hard": 0.2, "hp": 0.5, "gr": 3.0}
-    assert result.batch_size == 64 and result.epochs == 2 and result.run == 0
-    assert set(result.history["term"]) == {"hard", "hp", "gr", "total", "heldout"}
-    assert result.mse == pytest.approx(evaluate(result.net, exp.data.X_test,
-                                                   exp.data.y_test)["mse"])
-
-
-def test_retrain_with_zero_epochs_is_the_initial_student(lessons):
-    exp, _ = lessons
-    result = retrain_student(exp, {"hard": 0.5, "hp": 0.5}, epochs=0, progress=False)
-    for p, q in zip(result.net.parameters(), initial_student(0).parameters()):
-        assert torch.equal(p.detach().cpu(), q)
-    assert result.history.empty
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"weights": {"hard": 0.0, "hp": 0.0}}, "at least one loss weight must be > 0"),
-    ({"weights": {"hard": 0.3}, "epochs": -1}, "epochs"),
-    ({"weights": {"hard": 0.3}, "run": 7}, "run must be one of run 1..run 2"),
-    ({"weights": {"hard": 0.3}, "teacher": "wizard"}, "teacher kind"),
-    ({"weights": {"hard": 0.3}, "batch_size": 5000}, "batch_size"),
-    ({"weights": {"hard": -0.5}}, "'hard'"),
-])
-def test_retrain_student_rejects_what_cannot_be_trained(lessons, kwargs, message):
-    exp, _ = lessons
-    with pytest.raises(ValueError, match=message):
-        retrain_student(exp, progress=False, **kwargs)
 
 
 def test_last_epoch_averages_each_models_final_terms(lessons):
