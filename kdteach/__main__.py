@@ -1,5 +1,8 @@
 """``python -m kdteach reproduce``: the original notebook's four stages, headless, with files.
 
+``python -m kdteach stages`` lists every stage of the series; ``figures`` writes the
+lessons' figures at talk size.
+
 Writes to ``--out`` (default ``results/``): ``results.json``, ``results.csv`` (one row
 per model and run) and the original's figures as PNG. Every file is written under a
 temporary name and renamed into place, and only once every stage has finished, so an
@@ -93,7 +96,31 @@ def build_parser() -> argparse.ArgumentParser:
                      "without suffix, e.g. 03_grid_search)")
     _add_settings_arguments(fig)
     fig.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    table = commands.add_parser("stages", help="list the stages: what each compares, what it "
+                                               "needs first and which students it trains")
+    table.add_argument("--profile", choices=("quick", "full"), default=None,
+                       help="the profile whose students are listed (default KDTEACH_PROFILE "
+                            "or full)")
     return parser
+
+
+def stage_table(settings) -> str:
+    """The stage table as text: one block per stage, in the order ``reproduce`` and the
+    lessons run them."""
+    from kdteach.protocol.stages import STAGES
+
+    blocks = []
+    for stage in STAGES.values():
+        jobs = [job.name for job in stage.jobs(settings)]
+        blocks.append("\n".join([
+            f"{stage.name}  ({stage.part})",
+            f"  {stage.title}",
+            f"  needs first: {', '.join(stage.depends_on) or 'nothing'}",
+            "  students on the training set: "
+            + (", ".join(jobs) if jobs else "none fixed in advance"),
+        ]))
+    return "\n\n".join(blocks)
 
 
 def _check_writable(folder: Path) -> None:
@@ -285,6 +312,12 @@ def one_line_warnings():
 def run(args) -> int:
     """Run the parsed command; every expected failure is one line on stderr and an exit
     code: 2 for bad arguments, 1 for a failed run, 130 for an interrupt."""
+    if args.command == "stages":
+        from kdteach.protocol.settings import get_settings
+
+        profile = args.profile or os.environ.get("KDTEACH_PROFILE") or "full"
+        print(stage_table(get_settings(profile, "cpu")))
+        return 0
     try:
         settings, out = prepare(args)
         if args.command == "figures":

@@ -322,3 +322,17 @@ def test_reproduce_overlaps_teachers_only_on_a_cpu_with_two_cores(monkeypatch):
     assert cli.overlap_teachers(cpu) and not cli.overlap_teachers(cuda)
     monkeypatch.setattr(resources, "usable_cpus", lambda: 1)
     assert not cli.overlap_teachers(cpu)
+
+
+def test_stages_lists_the_stage_table(capsys):
+    from kdteach.protocol.stages import STAGES
+
+    assert cli.main(["stages", "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    blocks = out.strip().split("\n\n")
+    assert [b.split()[0] for b in blocks] == list(STAGES)  # every stage, in table order
+    part4 = blocks[list(STAGES).index("gradient_regularisation")]
+    assert "Part 4: gradient regularisation (L_GR)" in part4
+    assert "needs first: expert_teacher, grid_search" in part4
+    assert "Student (Distilled with L_GR)" in part4
+    assert "none fixed in advance" in blocks[list(STAGES).index("model_selection")]

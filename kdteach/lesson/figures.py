@@ -42,6 +42,7 @@ from kdteach.protocol.names import (
     TEACHER,
     color,
 )
+from kdteach.protocol.results import merge
 
 TALK_SIZE = (40 / 3, 7.5)  # inches, 16:9: a PowerPoint or Keynote wide slide
 DPI = 150  # 2000 x 1125 pixels
@@ -57,10 +58,7 @@ class TalkFigure:
 
 
 def _compare_scores(stages: list, names: list[str], run: int = 0) -> dict:
-    results = {}
-    for stage in stages:
-        for name, data in stage.results.items():
-            results.setdefault(name, data)
+    results = merge(stages).results
     return {name: results[name]["mse"][run] for name in names if name in results}
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_protocol import close_weights, same_weights, tiny
 
-from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet, TeacherNet
+from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet
 from kdteach.core.train import evaluate
 from kdteach.protocol import experiment as experiments
 from kdteach.protocol import names, stages
@@ -24,43 +25,7 @@ from kdteach.protocol.names import (
     TEACHER,
 )
 from kdteach.protocol.results import last_epoch, merge
-from kdteach.protocol.seeds import initial_student, initial_teacher
-from kdteach.protocol.settings import get_settings
-
-
-def tiny(**changes):
-    fields = {"n_runs": 2, "epochs_teacher": 2, "epochs_student": 2, **changes}
-    return get_settings("quick", device="cpu", **fields)
-
-
-def same_weights(a, b):
-    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
-
-
-def test_initial_states_follow_the_originals_order():
-    torch.manual_seed(3)
-    student = StudentNet()
-    teacher = TeacherNet()
-    torch.manual_seed(3)
-    expert = ExpertTeacherNet()
-    assert same_weights(initial_student(3), student)
-    assert same_weights(initial_teacher("teacher", 3), teacher)
-    assert same_weights(initial_teacher("expert", 3), expert)
-    # the ablation teacher has the standard teacher's layers and initial weights
-    assert same_weights(initial_teacher("regularised", 3), teacher)
-    assert type(initial_teacher("regularised", 3)) is RegularisedTeacherNet
-    assert not same_weights(initial_student(3), initial_student(4))
-    with pytest.raises(ValueError, match="teacher kind"):
-        initial_teacher("wizard", 0)
-
-
-def test_initial_states_leave_global_rng_alone():
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    initial_student(0)
-    initial_teacher("expert", 1)
-    assert torch.equal(torch.rand(3), expected)
+from kdteach.protocol.seeds import initial_student
 
 
 def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
@@ -140,13 +105,6 @@ def test_changed_settings_do_not_reuse_the_cache(tmp_path):
     before = set(tmp_path.glob("*.pt"))
     Experiment(tiny(epochs_teacher=3), cache=tmp_path, progress=False).teachers("teacher")
     assert len(set(tmp_path.glob("*.pt")) - before) == 2
-
-
-def close_weights(a, b, atol=1e-4):
-    """Equal up to rounding: Adam turns last-bit gradient differences on near-zero gradients
-    into at most about one step of the learning rate (1e-4 for teachers)."""
-    pairs = zip(a.state_dict().values(), b.state_dict().values())
-    return all(torch.allclose(p, q, rtol=0, atol=atol) for p, q in pairs)
 
 
 def test_corrupt_teacher_checkpoint_is_rebuilt(tmp_path):
@@ -356,77 +314,3 @@ def test_cost_comparison_repeats_the_students_costs_and_collects_their_errors(fu
     assert mse[JAC] == exp.run("jacobian_matching").results[JAC]["mse"]
     with pytest.raises(ValueError, match="run the stages"):
         cost_comparison(exp, ["Student (nobody)"], min_run_time=0.01)
-
-
-def test_overlapping_teachers_changes_no_number_and_restores_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        alone = Experiment(tiny(), cache=False, progress=False).reproduce()
-        torch.set_num_threads(2)
-        overlapped = Experiment(tiny(), cache=False, progress=False).reproduce(
-            overlap_teachers=True)
-        assert torch.get_num_threads() == 2  # the one-thread setting is undone
-    finally:
-        torch.set_num_threads(before)
-    assert merge(overlapped.values()).results == merge(alone.values()).results
-    for stage in alone:
-        for name, nets in alone[stage].models.items():
-            for a, b in zip(nets, overlapped[stage].models[name]):
-                assert close_weights(a, b, atol=0.0)
-
-
-def test_an_error_in_the_teachers_thread_reaches_the_caller(monkeypatch):
-    exp = Experiment(tiny(), cache=False, progress=False)
-    real = exp._get_teachers
-
-    def failing(kind, stop=None):
-        if kind == "expert":
-            raise RuntimeError("expert training failed")
-        return real(kind, stop)
-
-    monkeypatch.setattr(exp, "_get_teachers", failing)
-    with pytest.raises(RuntimeError, match="expert training failed"):
-        exp.reproduce(overlap_teachers=True)
-
-
-def test_teachers_in_background_are_the_teachers_trained_in_the_foreground():
-    exp = Experiment(tiny(), cache=False, progress=False)
-    exp.teachers_in_background("expert")
-    exp.teachers_in_background("expert")  # already under way: nothing new starts
-    background = exp.teachers("expert")
-    foreground = Experiment(tiny(), cache=False, progress=False).teachers("expert")
-    for a, b in zip(background, foreground):
-        assert close_weights(a, b, atol=0.0)
-    with pytest.raises(ValueError, match="unknown teacher kind"):
-        exp.teachers_in_background("giant")
-
-
-def test_an_error_in_part_1_stops_the_teachers_training_alongside(monkeypatch):
-    import threading
-
-    exp = Experiment(tiny(epochs_teacher=10_000), cache=False, progress=False)
-    failing = dataclasses.replace(stages.STAGES["standard_teacher"], build=lambda exp, stage: (
-        _ for _ in ()).throw(RuntimeError("part 1 failed")))
-    monkeypatch.setitem(stages.STAGES, "standard_teacher", failing)
-    with pytest.raises(RuntimeError, match="part 1 failed"):
-        exp.reproduce(overlap_teachers=True)  # would take minutes if the experts trained on
-    assert not [t for t in threading.enumerate() if t.name == "kdteach-alongside"]
-    assert "expert" not in exp._teachers
-
-
-def test_students_trained_in_background_are_used_by_their_stage(monkeypatch):
-    exp = Experiment(tiny(), cache=False, progress=False)
-    calls = []
-    real = exp._get_students
-
-    def counting(stage, *args, **kwargs):
-        calls.append(stage)
-        return real(stage, *args, **kwargs)
-
-    monkeypatch.setattr(exp, "_get_students", counting)
-    exp.students_in_background("gradient_regularisation")
-    background = exp.run("gradient_regularisation")
-    assert calls.count("gradient_regularisation") == 1  # trained once, in the background
-    foreground = Experiment(tiny(), cache=False, progress=False).run("gradient_regularisation")
-    assert background.results == foreground.results
