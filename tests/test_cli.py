@@ -336,3 +336,16 @@ def test_stages_lists_the_stage_table(capsys):
     assert "needs first: expert_teacher, grid_search" in part4
     assert "Student (Distilled with L_GR)" in part4
     assert "none fixed in advance" in blocks[list(STAGES).index("model_selection")]
+
+
+def test_the_results_are_files_a_lecturer_can_share(tmp_path):
+    out = tmp_path / "out"
+    mask = os.umask(0o022)  # the usual umask: files for everyone to read, the owner to write
+    try:
+        assert cli.main(["reproduce", *TINY, "--quiet", "--out", str(out)]) == 0
+    finally:
+        os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert set(modes) == {"results.json", "results.csv", "grid_search.png",
+                          "final_comparison.png"}
+    assert set(modes.values()) == {0o644}  # not the 0600 of a temporary file

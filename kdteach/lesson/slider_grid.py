@@ -28,7 +28,7 @@ from kdteach.core.losses import DistillationLoss
 from kdteach.core.stacked import train_many
 from kdteach.core.train import HELDOUT, evaluate
 from kdteach.lesson.retrain import PREPARED, RetrainedStudent, check_run, role, shown_weights
-from kdteach.protocol.keys import data_key, teacher_key
+from kdteach.protocol.keys import data_key, teacher_key, weights_fingerprint
 from kdteach.protocol.seeds import initial_student, shuffle_seed
 from kdteach.protocol.settings import Settings
 
@@ -146,7 +146,8 @@ def slider_grid_key(exp, name: str, run: int = 0) -> dict:
         "groups": [(g.batch_size, g.epochs, g.snapshots, list(g.weights))
                    for g in groups(name, s)],
         "lr": s.lr_student, "weight_decay": s.weight_decay_student,
-        "teacher": teacher_key(s, "expert", run), **data_key(s),
+        "teacher": teacher_key(s, "expert", run),
+        "teacher_weights": weights_fingerprint(exp.teachers("expert")[run]), **data_key(s),
     }
 
 
@@ -212,8 +213,8 @@ def prepared_student(exp, name: str, weights: dict, run: int = 0, epochs: int | 
     batch_size = s.batch_size if batch_size is None else batch_size
     prepared = _PREPARED.setdefault(exp, {})
     if (name, run) not in prepared:
-        if name not in GRIDS:
-            return None
+        if name not in GRIDS or not exp.has_teachers("expert"):
+            return None  # looking up never trains: not even the teachers
         payload = exp.cache.load(f"slider-grid-{name}-run{run}", slider_grid_key(exp, name, run))
         if payload is None:
             return None

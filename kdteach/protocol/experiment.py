@@ -35,7 +35,7 @@ from kdteach.protocol.names import run_label
 from kdteach.protocol.overlap import Background, start_alongside, stop_when
 from kdteach.protocol.recipes import TEACHER_RECIPES, StudentJob, check_teacher_kind
 from kdteach.protocol.results import StageResult, TrainedStudents, history_frame
-from kdteach.protocol.seeds import initial_student, initial_teacher, shuffle_seed
+from kdteach.protocol.seeds import blank_student, initial_student, initial_teacher, shuffle_seed
 from kdteach.protocol.settings import Settings, get_settings
 
 
@@ -59,6 +59,7 @@ class Experiment:
         self._teachers: dict = {}  # kind → [net per run]
         self._teacher_histories: dict = {}  # kind → long history
         self._pending: dict = {}  # ("teachers", kind) or ("students", part) → Background
+        self._building: dict = {}  # the same keys → the lock held by the one thread building
         self._stages: dict[str, StageResult] = {}
 
     # -- the data --------------------------------------------------------------------
@@ -88,12 +89,20 @@ class Experiment:
 
     def teachers(self, kind: str) -> list[MLP]:
         """The trained teachers (``"teacher"``, ``"expert"`` or ``"regularised"``) of every
-        run: from the cache, else the missing runs are trained together and stored. If
+        run: from the cache when every run is there, else all runs trained together (the same
+        numbers as a clean run, to the bit) and stored. If
         :meth:`teachers_in_background` is getting them, waits for it."""
-        pending = self._pending.pop(("teachers", kind), None)
+        pending = self._pending.get(("teachers", kind))
         if pending is not None:  # any thread may wait; the teachers are then memoised
             pending.join()
+            self._pending.pop(("teachers", kind), None)
         return self._get_teachers(kind)
+
+    def has_teachers(self, kind: str) -> bool:
+        """Whether :meth:`teachers` would train nothing: memoised, or every run in the cache."""
+        return kind in self._teachers or (self.cache.enabled and all(
+            self.cache.path(f"{kind}-run{run}", teacher_key(self.settings, kind, run)).exists()
+            for run in range(self.settings.n_runs)))
 
     def teacher_history(self, kind: str) -> pd.DataFrame:
         """The teachers' per-epoch training loss and test MSE, every run."""
@@ -111,10 +120,18 @@ class Experiment:
         self._pending[("teachers", kind)] = Background(
             lambda stop: self._get_teachers(kind, stop))
 
+    def _lock(self, what: tuple) -> threading.Lock:
+        """The lock that lets one thread at most build ``what``; the others wait for it."""
+        return self._building.setdefault(what, threading.Lock())
+
     def _get_teachers(self, kind: str, stop: threading.Event | None = None) -> list[MLP]:
-        if kind in self._teachers:
-            return self._teachers[kind]
         check_teacher_kind(kind)
+        with self._lock(("teachers", kind)):
+            if kind not in self._teachers:
+                self._load_or_train_teachers(kind, stop)
+            return self._teachers[kind]
+
+    def _load_or_train_teachers(self, kind: str, stop: threading.Event | None) -> None:
         n_runs, n_feat = self.settings.n_runs, self.settings.n_features
         nets: list = [None] * n_runs
         frames: list = [None] * n_runs
@@ -124,10 +141,12 @@ class Experiment:
                 net = initial_teacher(kind, run, n_feat).to(self.device)
                 net.load_state_dict(payload["state"])
                 nets[run], frames[run] = net.eval(), pd.DataFrame(payload["history"])
-        missing = [run for run in range(n_runs) if nets[run] is None]
-        if missing:  # the others, trained together and stored
-            trained, frame = self._train_teachers(kind, missing, stop)
-            for run, net in zip(missing, trained):
+        if any(net is None for net in nets):
+            # every run trained again, together, as in a clean run: a stack of fewer runs
+            # takes other matmul kernels and would round differently
+            runs = list(range(n_runs))
+            trained, frame = self._train_teachers(kind, runs, stop)
+            for run, net in zip(runs, trained):
                 own = frame[frame["run"] == run + 1].reset_index(drop=True)
                 payload = {"state": cpu_state(net),
                            "history": {c: own[c].tolist() for c in own.columns}}
@@ -135,7 +154,6 @@ class Experiment:
                 nets[run], frames[run] = net, own
         self._teachers[kind] = nets
         self._teacher_histories[kind] = pd.concat(frames, ignore_index=True)
-        return nets
 
     def _train_teachers(self, kind: str, runs: list[int], stop) -> tuple[list, pd.DataFrame]:
         s, recipe = self.settings, TEACHER_RECIPES[kind]
@@ -159,9 +177,11 @@ class Experiment:
         ``students-<part>``. ``stopping=((X_val, y_val), patience)`` stops each model early
         on its validation MSE and restores its best epoch's weights. If
         :meth:`students_in_background` is training ``part``, waits for it."""
-        pending = self._pending.pop(("students", part), None)
+        pending = self._pending.get(("students", part))
         if pending is not None:  # started with the stage table's jobs of the same part
-            return pending.join()
+            students = pending.join()
+            self._pending.pop(("students", part), None)
+            return students
         return self._get_students(part, jobs, X, y, epochs, stopping)
 
     def students_in_background(self, stage: str) -> None:
@@ -175,17 +195,25 @@ class Experiment:
 
     def _get_students(self, part, jobs, X=None, y=None, epochs=None, stopping=None,
                       stop: threading.Event | None = None) -> TrainedStudents:
+        with self._lock(("students", part)):
+            return self._load_or_train_students(part, jobs, X, y, epochs, stopping, stop)
+
+    def _load_or_train_students(self, part, jobs, X, y, epochs, stopping, stop
+                                ) -> TrainedStudents:
         X = self.data.X_train if X is None else X
         y = self.data.y_train if y is None else y
         epochs = self.settings.epochs_student if epochs is None else epochs
-        key = students_key(self.settings, part, jobs, X, y, epochs, stopping)
+        # the teachers first: the key records their weights, so new teachers mean new students
+        teachers = {kind: self.teachers(kind)
+                    for kind in sorted({job.teacher for job in jobs if job.teacher})}
+        key = students_key(self.settings, part, jobs, X, y, epochs, stopping, teachers)
         payload = self.cache.load(f"students-{part}", key)
         if payload is not None:
             models = {name: [self.student_from_state(state) for state in states]
                       for name, states in payload["states"].items()}
             return TrainedStudents(models, pd.DataFrame(payload["history"]),
                                    payload.get("best_epochs") or {})
-        trained = self._train_students(jobs, X, y, epochs, stopping, stop)
+        trained = self._train_students(jobs, teachers, X, y, epochs, stopping, stop)
         self.cache.save(f"students-{part}", key, {
             "best_epochs": trained.best_epochs,
             "states": {name: [cpu_state(net) for net in nets]
@@ -194,10 +222,8 @@ class Experiment:
         })
         return trained
 
-    def _train_students(self, jobs, X, y, epochs, stopping, stop) -> TrainedStudents:
+    def _train_students(self, jobs, teachers, X, y, epochs, stopping, stop) -> TrainedStudents:
         s = self.settings
-        kinds = sorted({job.teacher for job in jobs if job.teacher})
-        teachers = {kind: self.teachers(kind) for kind in kinds}
         runs_jobs = [(run, job) for run in range(s.n_runs) for job in jobs]  # run-major
         trained, history = train_many(
             [initial_student(run, s.n_features).to(self.device) for run, _ in runs_jobs],
@@ -220,7 +246,7 @@ class Experiment:
 
     def student_from_state(self, state: dict) -> StudentNet:
         """A student holding saved weights, on the experiment's device, in eval mode."""
-        net = StudentNet(self.settings.n_features).to(self.device)
+        net = blank_student(self.settings.n_features).to(self.device)
         net.load_state_dict(state)
         return net.eval()
 

@@ -6,6 +6,8 @@ teacher or a job retrains what depends on it, and only that.
 
 from __future__ import annotations
 
+import hashlib
+
 from kdteach.protocol.recipes import TEACHER_RECIPES
 from kdteach.protocol.settings import Settings
 
@@ -30,17 +32,29 @@ def teacher_key(settings: Settings, kind: str, run: int) -> dict:
     }
 
 
+def weights_fingerprint(net) -> str:
+    """A hash of a network's weights (names, shapes, dtypes and values): which teacher
+    taught a student, so that a teacher trained again gets its students trained again."""
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
 def students_key(settings: Settings, part: str, jobs, X, y, epochs: int,
-                 stopping: tuple | None) -> dict:
-    """The students of one training ``part``: its jobs, their teachers, the inputs they
-    were trained on and, with early stopping, the validation set and the patience."""
+                 stopping: tuple | None, teachers: dict) -> dict:
+    """The students of one training ``part``: its jobs, the weights of the teachers that
+    taught them (``teachers``: {kind: [net per run]}), the inputs they were trained on
+    and, with early stopping, the validation set and the patience."""
     s = settings
-    kinds = sorted({job.teacher for job in jobs if job.teacher})
     key = {
         "what": f"students-{part}", "runs": s.n_runs, "epochs": epochs,
         "lr": s.lr_student, "weight_decay": s.weight_decay_student,
         "jobs": [job.key for job in jobs],
-        "teachers": {k: [teacher_key(s, k, r) for r in range(s.n_runs)] for k in kinds},
+        "teachers": {kind: [weights_fingerprint(net) for net in nets]
+                     for kind, nets in sorted(teachers.items())},
         "inputs": [len(X), float(X.sum()), float(y.sum())],
         **data_key(s),
     }

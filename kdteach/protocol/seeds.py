@@ -4,6 +4,10 @@ Run ``i`` calls ``torch.manual_seed(i)`` and builds the student's initial weight
 the teacher, in the original notebook's order; every student of run ``i`` starts from
 that one initial state, so the t-tests compare like with like. Every model keeps its own
 shuffle order, fixed by its run and its role (:func:`shuffle_seed`).
+
+Every network is built here, under one lock: building draws from torch's global
+generator, so a network built in one thread while another thread builds run ``i``'s
+teacher would change that teacher's initial weights.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ def initial_student(run: int, n_features: int = 10) -> StudentNet:
     """Run ``run``'s student initial weights: ``torch.manual_seed(run)``, then a StudentNet."""
     with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(run)
+        return StudentNet(n_features)
+
+
+def blank_student(n_features: int = 10) -> StudentNet:
+    """A student to load saved weights into. Building one draws its (discarded) initial
+    weights from torch's global generator: under the lock and on a forked state, so it
+    never shifts a teacher being built in another thread, nor the caller's numbers."""
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         return StudentNet(n_features)
 
 

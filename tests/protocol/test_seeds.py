@@ -32,3 +32,37 @@ def test_initial_states_leave_global_rng_alone():
     initial_student(0)
     initial_teacher("expert", 1)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_network_built_in_another_thread_does_not_shift_a_teacher_being_built(monkeypatch):
+    """A student loaded from the cache in the main thread while a teacher is built in the
+    second one: building either draws from torch's global generator, so without the lock
+    the teacher's initial weights would depend on timing."""
+    import threading
+
+    from kdteach.protocol import recipes, seeds
+
+    alone = initial_teacher("expert", 1)
+    entered, go = threading.Event(), threading.Event()
+    real = recipes.TEACHER_RECIPES["expert"]
+
+    class Paused(ExpertTeacherNet):
+        def __init__(self, *args, **kwargs):
+            entered.set()  # seeded with run 1, about to draw the teacher's weights
+            go.wait(timeout=10)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setitem(recipes.TEACHER_RECIPES, "expert",
+                        recipes.TeacherRecipe(real.name, Paused, real.weight_decay,
+                                              real.shuffle_role))
+    built = {}
+    teacher = threading.Thread(target=lambda: built.setdefault("t", initial_teacher("expert", 1)))
+    teacher.start()
+    assert entered.wait(timeout=10)
+    loader = threading.Thread(target=lambda: built.setdefault("s", seeds.blank_student()))
+    loader.start()
+    loader.join(timeout=0.5)  # with the lock it waits for the teacher; without, it draws now
+    go.set()
+    teacher.join()
+    loader.join()
+    assert same_weights(built["t"], alone)
