@@ -26,6 +26,7 @@ import torch
 
 from kdteach.exercises.catalogue import EXERCISES, Exercise, exercise
 from kdteach.exercises.choosing_weights import grid_example
+from kdteach.exercises.running import guarded
 from kdteach.exercises.verdicts import (
     CORRECT,
     INCORRECT,
@@ -70,8 +71,8 @@ def check(name: str, answer: Callable) -> Result:
             f"not a {type(answer).__name__}"
         )
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        try:
-            praise = checked.checker(answer)
+        try:  # guarded: what the answer returned may raise too, when the checker reads it
+            praise = guarded(name, checked.checker, answer)
         except NotAttempted:
             return not_attempted(name)
         except Incorrect as wrong:

@@ -7,7 +7,8 @@ import copy
 import numpy as np
 
 from kdteach.exercises.cases import SEED
-from kdteach.exercises.verdicts import Incorrect, call
+from kdteach.exercises.running import call
+from kdteach.exercises.verdicts import Incorrect
 from kdteach.protocol.names import grid_name
 
 # --------------------------------------------------------------------------- pick_weights
@@ -57,7 +58,7 @@ def check_pick_weights(answer) -> str:
     cases = [_grid_case(rng, wrong_choices) for _ in range(20)]
     answers = []
     for val in cases:
-        out = call("pick_weights", answer, copy.deepcopy(val))
+        out = call("pick_weights", answer, val_mse=copy.deepcopy(val))
         if not isinstance(out, str):
             raise Incorrect(
                 f"`pick_weights` returned a {type(out).__name__}; return the chosen label, "

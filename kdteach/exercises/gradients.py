@@ -11,14 +11,8 @@ from kdteach.core.losses import jacobian_matching as _jacobian_matching
 from kdteach.core.losses import lgr_as_in_original, mse
 from kdteach.core.models import ExpertTeacherNet, StudentNet, TeacherNet
 from kdteach.exercises.cases import SEED, batch
-from kdteach.exercises.verdicts import (
-    Incorrect,
-    Tally,
-    call,
-    loss_value,
-    tensors_close,
-    values_close,
-)
+from kdteach.exercises.running import call, gradient, student_gradient, wrong_gradient
+from kdteach.exercises.verdicts import Incorrect, Tally, loss_value, tensors_close, values_close
 
 # --------------------------------------------------------------------------- input_gradient
 
@@ -31,6 +25,13 @@ def check_input_gradient(answer) -> str:
         "batches.",
         close=tensors_close,
     )
+    graphs = Tally(
+        "`input_gradient` has the right values, but with `create_graph=True` its graph does "
+        "not lead back to the model's weights as the graph of ∇x of the MSE does: part of it "
+        "is cut off (`.detach()`, NumPy) or rebuilt, so L_GR would not train the student as "
+        "it should.",
+        close=tensors_close,
+    )
     for case in range(n_cases):
         d, n = 3 + case % 3, 4 + 2 * case
         torch.manual_seed(SEED + 5 + case)
@@ -38,15 +39,27 @@ def check_input_gradient(answer) -> str:
         X, y = batch(gen, n, d), batch(gen, n)
         right = _input_gradient(model, X, y)
         variants = _input_gradient_variants(model, X, y)
+        # the graph, seen through a random weighting of the gradient's entries
+        probe = torch.randn(X.shape, generator=torch.Generator().manual_seed(case))
+        right_graph = _graph(_input_gradient(model, X, y, create_graph=True), probe, model)
         for create_graph in (False, True):
-            got = call("input_gradient", answer, model, X.clone(), y.clone(), create_graph)
-            _judge_input_gradient(got, model, X, create_graph)
+            got = call("input_gradient", answer, model=model, X=X.clone(), y=y.clone(),
+                       create_graph=create_graph)
+            _judge_input_gradient(got, model, X)
             tally.add(got, right, variants)
+            if create_graph:
+                graphs.add(_judged_graph(got, probe, model), right_graph, [])
     tally.verdict()
+    graphs.verdict()
     return (
         f"`input_gradient` gives ∇x of the batch-mean MSE on {n_cases} random models and "
         "batches, and keeps the graph when asked to."
     )
+
+
+def _graph(grad, probe, model):
+    """Where the gradient's graph leads in the model's weights (None: nowhere)."""
+    return gradient((grad * probe).sum(), model.parameters())
 
 
 def _input_gradient_variants(model, X, y) -> list:
@@ -63,13 +76,23 @@ def _input_gradient_variants(model, X, y) -> list:
     ]
 
 
-def _judge_input_gradient(got, model, X, create_graph) -> None:
-    """The mistakes one case shows directly: shape, parameter gradients, a missing graph."""
-    if not isinstance(got, torch.Tensor) or got.shape != X.shape:
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+def _judge_input_gradient(got, model, X) -> None:
+    """The mistakes one case shows directly: the type and shape, parameter gradients."""
+    if not isinstance(got, torch.Tensor):
         raise Incorrect(
-            f"`input_gradient` returned {shape} for X of shape {tuple(X.shape)}: the "
-            "gradient with respect to X has X's shape, one row per sample."
+            f"`input_gradient` returned a {type(got).__name__}, not a tensor: the gradient "
+            "with respect to X has X's shape, one row per sample."
+        )
+    if got.shape != X.shape:
+        how = ""
+        if tuple(got.shape) == tuple(X.shape)[::-1]:
+            how = ", so it is transposed"
+        elif got.numel() == X.numel():
+            how = ", so it is flattened or reshaped"
+        raise Incorrect(
+            f"`input_gradient` returned a tensor of shape {tuple(got.shape)} for X of shape "
+            f"{tuple(X.shape)}{how}: the gradient with respect to X has X's shape, one row "
+            "per sample."
         )
     if any(p.grad is not None for p in model.parameters()):
         raise Incorrect(
@@ -77,12 +100,18 @@ def _judge_input_gradient(got, model, X, create_graph) -> None:
             "computes those too, and they would add to the next training step): use "
             "`torch.autograd.grad(loss, X)`."
         )
-    if create_graph and not got.requires_grad:
+
+
+def _judged_graph(got, probe, model):
+    """The graph of the answer's gradient asked for with ``create_graph=True``."""
+    graph = _graph(got, probe, model)
+    if graph is None:
         raise Incorrect(
             "`input_gradient` ignores `create_graph`: with `create_graph=True` the gradient "
-            "must stay differentiable (pass it on to `torch.autograd.grad`), or L_GR trains "
-            "nothing."
+            "must stay differentiable in the model's weights (pass it on to "
+            "`torch.autograd.grad`), or L_GR trains nothing."
         )
+    return graph
 
 
 # --------------------------------------------------------------------------- lgr_loss
@@ -105,16 +134,24 @@ def _teacher_term_cases(seed: int, n_cases: int, labels: bool):
 
 def _check_teacher_term(name, answer, seed, labels, variants, judge, term) -> str:
     """The L_GR and L_JAC checkers: random students, teachers and batches (with labels
-    for L_GR); the answer's value against the reference and the typical wrong answers."""
+    for L_GR); the answer's value against the reference and the typical wrong answers, and
+    its gradient in the student's weights against the reference's."""
     n_cases = 6
     tally = Tally(f"`{name}` differs from {term} on some random batches.",
                   close=lambda a, b: values_close(a, b, rtol=1e-3, atol=1e-12))
+    grads = Tally(wrong_gradient(name, "the student's weights", term), close=tensors_close)
     for student, teacher, X, y in _teacher_term_cases(seed, n_cases, labels=labels):
-        inputs = (X, y) if labels else (X,)
-        right, wrong = variants(student, teacher, *inputs)
-        out = call(name, answer, student, teacher, *(x.clone() for x in inputs))
-        tally.add(judge(out, student, teacher, right), right, wrong)
+        inputs = {"X": X, "y": y} if labels else {"X": X}
+        right_loss, wrong = variants(student, teacher, *inputs.values())  # before the answer
+        right = float(right_loss.detach())
+        right_grad = gradient(right_loss, student.parameters())
+        out = call(name, answer, student=student, teacher=teacher,
+                   **{arg: x.clone() for arg, x in inputs.items()})
+        value, grad = judge(out, student, teacher, right)
+        tally.add(value, right, wrong)
+        grads.add(grad, right_grad, [])
     tally.verdict()
+    grads.verdict()
     return (f"`{name}` equals {term} on {n_cases} random batches, trains the student and "
             "leaves the teacher untouched.")
 
@@ -124,9 +161,12 @@ def check_lgr_loss(answer) -> str:
                                _judge_lgr_loss, "L_GR")
 
 
-def _lgr_variants(student, teacher, X, y) -> tuple[float, list]:
+def _lgr_variants(student, teacher, X, y) -> tuple[torch.Tensor, list]:
+    """The right L_GR (a tensor, in the graph of the student's weights), and
+    ``(message, value)`` per typical mistake."""
     t = copy.deepcopy(teacher)
-    right = float(lgr_as_in_original(student, t, X, y).detach())
+    right_loss = lgr_as_in_original(student, t, X, y)
+    right = float(right_loss.detach())
     n, d = X.shape
     g_t = _input_gradient(t, X, y)
     g_s = _input_gradient(student, X, y)
@@ -139,7 +179,7 @@ def _lgr_variants(student, teacher, X, y) -> tuple[float, list]:
         "`lgr_loss` uses gradients of summed squared errors instead of batch means "
         "(see `input_gradient`)."
     )
-    return right, [
+    return right_loss, [
         (summed, right * n * n),
         (summed, float(mse(g_s * n, g_t))),
         (summed, float(mse(g_s, g_t * n))),
@@ -150,14 +190,14 @@ def _lgr_variants(student, teacher, X, y) -> tuple[float, list]:
     ]
 
 
-def _judge_lgr_loss(out, student, teacher, right) -> float:
+def _judge_lgr_loss(out, student, teacher, right) -> tuple:
     return _judge_teacher_term("lgr_loss", "input gradient", out, student, teacher, right)
 
 
-def _judge_teacher_term(name, quantity, out, student, teacher, right) -> float:
+def _judge_teacher_term(name, quantity, out, student, teacher, right) -> tuple:
     """The mistakes one case shows directly for a term built from the student's and the
-    teacher's ``quantity`` (their input gradients or derivatives); the answer's value if it
-    shows none."""
+    teacher's ``quantity`` (their input gradients or derivatives); the answer's value and
+    its gradient in the student's weights if it shows none."""
     if any(p.grad is not None for p in teacher.parameters()):
         raise Incorrect(
             f"`{name}` left gradients in the teacher's parameters (`.backward()`): compute "
@@ -168,13 +208,13 @@ def _judge_teacher_term(name, quantity, out, student, teacher, right) -> float:
             f"`{name}` left gradients in the student's parameters (`.backward()`), which "
             "would add to the training step: use `torch.autograd.grad(..., X, ...)`."
         )
-    value = loss_value(name, out, needs_graph=False)
-    if not _depends_on(out, student):
-        raise Incorrect(
-            f"`{name}` does not depend on the student's weights, so it trains nothing: "
-            f"compute the student's {quantity} with `create_graph=True`."
-        )
-    if _depends_on(out, teacher):
+    value = loss_value(name, out)
+    grad = student_gradient(
+        name, out, student.parameters(), "the student's weights",
+        cut_off=(f"`{name}` does not depend on the student's weights, so it trains nothing: "
+                 f"compute the student's {quantity} with `create_graph=True`."),
+    )
+    if gradient(out, teacher.parameters()) is not None:
         raise Incorrect(
             f"The teacher would receive gradients from `{name}`: its {quantity} must be "
             "a constant target (computed without `create_graph`, or detached)."
@@ -184,15 +224,7 @@ def _judge_teacher_term(name, quantity, out, student, teacher, right) -> float:
             f"`{name}` used the teacher in train mode, so dropout made its {quantity} "
             "random: call `teacher.eval()` first."
         )
-    return value
-
-
-def _depends_on(out: torch.Tensor, model) -> bool:
-    if not out.requires_grad:
-        return False
-    params = [p for p in model.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(out.sum(), params, retain_graph=True, allow_unused=True)
-    return any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+    return value, grad
 
 
 # --------------------------------------------------------------------------- jacobian_matching
@@ -203,11 +235,14 @@ def check_jacobian_matching(answer) -> str:
                                _judge_jacobian_matching, "L_JAC")
 
 
-def _jacobian_variants(student, teacher, X) -> tuple[float, list]:
+def _jacobian_variants(student, teacher, X) -> tuple[torch.Tensor, list]:
+    """The right L_JAC (a tensor, in the graph of the student's weights), and
+    ``(message, value)`` per typical mistake."""
     t = copy.deepcopy(teacher).eval()
-    right = float(_jacobian_matching(student, t, X).detach())
+    right_loss = _jacobian_matching(student, t, X)
+    right = float(right_loss.detach())
     n, d = X.shape
-    return right, [
+    return right_loss, [
         ("`jacobian_matching` adds up the squared differences instead of averaging them over "
          "samples and features.", right * n * d),
         ("`jacobian_matching` differentiates the mean of the outputs instead of their sum, "
@@ -216,5 +251,5 @@ def _jacobian_variants(student, teacher, X) -> tuple[float, list]:
     ]
 
 
-def _judge_jacobian_matching(out, student, teacher, right) -> float:
+def _judge_jacobian_matching(out, student, teacher, right) -> tuple:
     return _judge_teacher_term("jacobian_matching", "derivatives", out, student, teacher, right)

@@ -75,38 +75,36 @@ class NotAttempted(Exception):
     """Raised inside a checker: the answer still raises NotImplementedError."""
 
 
-def call(name: str, answer: Callable, *args):
-    """``answer(*args)``; a stub raises :class:`NotAttempted`, any other error
-    :class:`Incorrect` naming it."""
-    try:
-        return answer(*args)
-    except NotImplementedError:
-        raise NotAttempted from None
-    except Exception as err:  # the learner's code may raise anything: name it
-        raise Incorrect(f"`{name}` raised {type(err).__name__}: {err}") from None
-
-
 # --------------------------------------------------------------------------- comparisons
 
 
-def loss_value(name: str, out, needs_graph: bool = True) -> float:
-    """A loss the answer returned, as a float; it must be a one-element tensor in the graph."""
+def loss_value(name: str, out, batch: int | None = None) -> float:
+    """A loss the answer returned, as a float: it must be a one-element tensor. A
+    ``(batch, batch)`` table is named as the broadcasting mistake it comes from."""
     if not isinstance(out, torch.Tensor):
         raise Incorrect(
             f"`{name}` returned a {type(out).__name__}, not a tensor. Return the tensor itself: "
             "a plain number cannot be backpropagated."
         )
+    if batch is not None and tuple(out.shape) == (batch, batch):
+        raise Incorrect(f"`{name}` returned a tensor of shape {tuple(out.shape)}, not a single "
+                        f"number, because it {broadcast(batch)}")
     if out.numel() != 1:
         raise Incorrect(
             f"`{name}` returned a tensor of shape {tuple(out.shape)}, not a single number: "
             "average over the whole batch."
         )
-    if needs_graph and not out.requires_grad:
-        raise Incorrect(
-            f"`{name}` returned a value cut off from the computation graph (by `.item()`, "
-            "`.detach()`, NumPy or `torch.no_grad()`), so it could not train the student."
-        )
     return float(out.detach())
+
+
+def broadcast(n: int, where: str = "") -> str:
+    """The classic shape bug, for a batch of ``n``: a ``(n,)`` against a ``(n, 1)``."""
+    return (
+        f"compared tensors of shapes ({n},) and ({n}, 1){where}: broadcasting made an "
+        f"({n}, {n}) table of every prediction against every target, instead of pairing each "
+        f"sample with its own. Both arguments are ({n}, 1): subtract them as they are, or "
+        "squeeze both (a `.squeeze()`, `.flatten()` or `.T` on one side only causes this)."
+    )
 
 
 def values_close(a: float, b: float, rtol: float = 1e-4, atol: float = 1e-9) -> bool:
@@ -122,25 +120,26 @@ class Tally:
     """An answer's values over all cases, against the right ones and typical mistakes.
 
     ``add`` takes one case: the answer's value, the right value, and ``(message, value)``
-    pairs, one per typical mistake (a message may come with several values). ``verdict``
-    passes if every case was right; otherwise it names the first mistake that agrees with
-    the answer in *every* case (one case alone can agree with a mistake by chance), or
-    falls back to ``generic``.
+    pairs, one per typical mistake, in the same order in every case (a mistake is known by
+    its place, so its message may name the case, e.g. its shapes). ``verdict`` passes if
+    every case was right; otherwise it names the first mistake that agrees with the answer
+    in *every* case (one case alone can agree with a mistake by chance), in the words of
+    the last case, or falls back to ``generic``.
     """
 
     def __init__(self, generic: str, close: Callable = None):
         self.generic = generic
         self.close = close or values_close
         self.all_right = True
-        self.mistakes: list | None = None
+        self.agree: set | None = None
+        self.messages: list = []
 
     def add(self, value, right, variants: list) -> None:
         self.all_right = self.all_right and self.close(value, right)
-        agree = list(dict.fromkeys(m for m, v in variants if self.close(value, v)))
-        self.mistakes = agree if self.mistakes is None else [
-            m for m in self.mistakes if m in agree
-        ]
+        agree = {i for i, (_, v) in enumerate(variants) if self.close(value, v)}
+        self.agree = agree if self.agree is None else self.agree & agree
+        self.messages = [message for message, _ in variants]
 
     def verdict(self) -> None:
         if not self.all_right:
-            raise Incorrect(self.mistakes[0] if self.mistakes else self.generic)
+            raise Incorrect(self.messages[min(self.agree)] if self.agree else self.generic)

@@ -58,3 +58,14 @@ def test_grid_example_chooses_differently_on_validation_and_test():
     assert best["val"] != best["test"]
     val["H=0.1_HP=0.9"].append(0.0)
     assert exercises.grid_example()[0] == VAL, "each call returns fresh copies"
+
+
+def _pick_sorted_copies(val_mse):
+    runs = {label: sorted(r) for label, r in val_mse.items()}  # the answer's own lists
+    for r in runs.values():
+        r.reverse()
+    return min(runs, key=lambda label: np.mean(runs[label]))
+
+
+def test_pick_weights_may_change_its_own_copies():
+    assert exercises.check("pick_weights", _pick_sorted_copies).status == exercises.CORRECT

@@ -91,3 +91,21 @@ def _step_frozen_teacher(student, teacher, optimizer, X, y, hard, hp):
 
 def test_distill_step_accepts_other_correct_forms():
     assert exercises.check("distill_step", _step_frozen_teacher).status == exercises.CORRECT
+
+
+def _step_own_inplace(student, teacher, optimizer, X, y, hard, hp):
+    teacher.eval()
+    with torch.no_grad():
+        teacher_pred = teacher(X.clone())
+    student.train()
+    optimizer.zero_grad()
+    pred = student(X).view(-1, 1)
+    loss = hard * F.mse_loss(pred.double(), y.double())  # float64 arithmetic
+    loss += hp * torch.nn.MSELoss()(pred, teacher_pred)  # in place, on its own tensor
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def test_distill_step_accepts_float64_and_in_place_ops_on_its_own_tensors():
+    assert exercises.check("distill_step", _step_own_inplace).status == exercises.CORRECT

@@ -65,6 +65,49 @@ def test_input_gradient_accepts_other_correct_forms(answer):
     assert exercises.check("input_gradient", answer).status == exercises.CORRECT
 
 
+def _grad_graph_cut_off(model, X, y, create_graph):
+    grad = _grad_of(F.mse_loss)(model, X, y, False)
+    return grad.detach().requires_grad_(create_graph)  # requires_grad, but no graph behind it
+
+
+def _grad_graph_half_cut_off(model, X, y, create_graph):
+    grad = _grad_of(F.mse_loss)(model, X, y, create_graph)
+    return 0.5 * grad + 0.5 * grad.detach()  # the right values, half the graph
+
+
+@pytest.mark.parametrize(
+    "answer, fragment",
+    [
+        (_grad_graph_cut_off, "ignores `create_graph`"),
+        (_grad_graph_half_cut_off, "graph does not lead back to the model's weights"),
+        (lambda model, X, y, create_graph: _grad_of(F.mse_loss)(model, X, y, create_graph).T,
+         "is transposed"),
+        (lambda model, X, y, create_graph: _grad_of(F.mse_loss)(model, X, y, create_graph)
+         .flatten(), "flattened or reshaped"),
+    ],
+)
+def test_input_gradient_graph_and_shape_mistakes(incorrect, answer, fragment):
+    incorrect("input_gradient", answer, fragment)
+
+
+def _grad_own_inplace(model, X, y, create_graph):
+    X = X.clone().requires_grad_(True)
+    residual = model(X) - y
+    residual.pow_(2)  # in place, on the answer's own tensor
+    return torch.autograd.grad(residual.mean(), X, create_graph=create_graph)[0]
+
+
+def _grad_flat_views(model, X, y, create_graph):
+    X = X.detach().requires_grad_(True)
+    loss = F.mse_loss(model(X).view(-1), y.view(-1))
+    return torch.autograd.grad(loss, X, create_graph=create_graph)[0]
+
+
+@pytest.mark.parametrize("answer", [_grad_own_inplace, _grad_flat_views])
+def test_input_gradient_accepts_correct_answers_written_differently(answer):
+    assert exercises.check("input_gradient", answer).status == exercises.CORRECT
+
+
 # --------------------------------------------------------------------------- lgr_loss
 
 
@@ -134,6 +177,29 @@ def test_lgr_loss_accepts_other_correct_forms(answer):
     assert exercises.check("lgr_loss", answer).status == exercises.CORRECT
 
 
+def _lgr_float64(student, teacher, X, y):
+    teacher.eval()
+    g_t = package_input_gradient(teacher, X, y)
+    g_s = package_input_gradient(student, X.clone(), y, create_graph=True)
+    diff = g_s.double() - g_t.double()
+    diff.pow_(2)  # in place, on the answer's own tensor
+    return diff.mean()
+
+
+def _lgr_half_graph(student, teacher, X, y):
+    loss = make_lgr()(student, teacher, X, y)
+    return 0.5 * loss + 0.5 * loss.detach()  # the right value, half the gradient
+
+
+def test_lgr_loss_accepts_float64_and_in_place_ops_on_its_own_tensors():
+    assert exercises.check("lgr_loss", _lgr_float64).status == exercises.CORRECT
+
+
+def test_lgr_loss_must_have_the_right_gradient(incorrect):
+    incorrect("lgr_loss", _lgr_half_graph,
+              "not the right gradient with respect to the student's weights")
+
+
 def test_lgr_loss_trains_the_student_in_a_step(solved):
     """The reference L_GR, backpropagated, moves the student's weights and nothing else."""
     torch.manual_seed(0)
@@ -197,3 +263,32 @@ def test_jacobian_matching_accepts_the_package_and_jacrev_forms():
 
     for answer in (jacobian_matching, with_jacrev):
         assert exercises.check("jacobian_matching", answer).status == exercises.CORRECT
+
+
+def _jac_half_graph(student, teacher, X):
+    loss = make_jac()(student, teacher, X)
+    return 0.5 * loss + 0.5 * loss.detach()
+
+
+def _jac_own_inplace(student, teacher, X):
+    teacher.eval()
+    X = X.clone().requires_grad_(True)
+    (j_t,) = torch.autograd.grad(teacher(X).sum(), X)
+    (j_s,) = torch.autograd.grad(student(X).sum(), X, create_graph=True)
+    diff = j_s - j_t
+    diff.pow_(2)  # in place, on the answer's own tensor
+    return diff.mean()
+
+
+def test_jacobian_matching_must_have_the_right_gradient(incorrect):
+    incorrect("jacobian_matching", _jac_half_graph,
+              "not the right gradient with respect to the student's weights")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [_jac_own_inplace, make_jac(reduce=F.mse_loss),
+     make_jac(reduce=lambda a, b: ((a.double() - b.double()) ** 2).mean())],
+)
+def test_jacobian_matching_accepts_correct_answers_written_differently(answer):
+    assert exercises.check("jacobian_matching", answer).status == exercises.CORRECT
