@@ -26,17 +26,16 @@ from tqdm.auto import tqdm
 from kdteach.core.data import Dataset, dataset_for, fresh_inputs, validation_split
 from kdteach.core.models import MLP, StudentNet
 from kdteach.core.resources import intra_op_threads
-from kdteach.core.stacked import train_many
 from kdteach.core.train import evaluate
 from kdteach.protocol import stages as stage_table
 from kdteach.protocol.cache import as_cache
 from kdteach.protocol.keys import students_key, teacher_key
-from kdteach.protocol.names import run_label
-from kdteach.protocol.overlap import Background, start_alongside, stop_when
-from kdteach.protocol.recipes import TEACHER_RECIPES, StudentJob, check_teacher_kind
-from kdteach.protocol.results import StageResult, TrainedStudents, history_frame
-from kdteach.protocol.seeds import blank_student, initial_student, initial_teacher, shuffle_seed
+from kdteach.protocol.overlap import Background, start_alongside
+from kdteach.protocol.recipes import StudentJob, check_teacher_kind
+from kdteach.protocol.results import StageResult, TrainedStudents
+from kdteach.protocol.seeds import blank_student, initial_teacher
 from kdteach.protocol.settings import Settings, get_settings
+from kdteach.protocol.training import train_students, train_teachers
 
 
 def cpu_state(net) -> dict:
@@ -145,7 +144,7 @@ class Experiment:
             # every run trained again, together, as in a clean run: a stack of fewer runs
             # takes other matmul kernels and would round differently
             runs = list(range(n_runs))
-            trained, frame = self._train_teachers(kind, runs, stop)
+            trained, frame = train_teachers(self, kind, runs, stop)
             for run, net in zip(runs, trained):
                 own = frame[frame["run"] == run + 1].reset_index(drop=True)
                 payload = {"state": cpu_state(net),
@@ -154,19 +153,6 @@ class Experiment:
                 nets[run], frames[run] = net, own
         self._teachers[kind] = nets
         self._teacher_histories[kind] = pd.concat(frames, ignore_index=True)
-
-    def _train_teachers(self, kind: str, runs: list[int], stop) -> tuple[list, pd.DataFrame]:
-        s, recipe = self.settings, TEACHER_RECIPES[kind]
-        trained, history = train_many(
-            [initial_teacher(kind, run, s.n_features).to(self.device) for run in runs],
-            self.data.X_train, self.data.y_train,
-            num_epochs=s.epochs_teacher, lr=s.lr_teacher,
-            weight_decay=getattr(s, recipe.weight_decay), batch_size=s.batch_size,
-            seeds=[shuffle_seed(run, recipe.shuffle_role) for run in runs],
-            labels=[f"{run_label(run)}: {recipe.name}" for run in runs],
-            heldout=self.heldout, progress=self.progress,
-            desc=f"{recipe.name} x{len(runs)} runs", on_epoch=stop_when(stop))
-        return trained, history_frame(history, [(recipe.name, run) for run in runs])
 
     # -- students --------------------------------------------------------------------
 
@@ -213,7 +199,7 @@ class Experiment:
                       for name, states in payload["states"].items()}
             return TrainedStudents(models, pd.DataFrame(payload["history"]),
                                    payload.get("best_epochs") or {})
-        trained = self._train_students(jobs, teachers, X, y, epochs, stopping, stop)
+        trained = train_students(self, jobs, teachers, X, y, epochs, stopping, stop)
         self.cache.save(f"students-{part}", key, {
             "best_epochs": trained.best_epochs,
             "states": {name: [cpu_state(net) for net in nets]
@@ -221,28 +207,6 @@ class Experiment:
             "history": {c: trained.history[c].tolist() for c in trained.history.columns},
         })
         return trained
-
-    def _train_students(self, jobs, teachers, X, y, epochs, stopping, stop) -> TrainedStudents:
-        s = self.settings
-        runs_jobs = [(run, job) for run in range(s.n_runs) for job in jobs]  # run-major
-        trained, history = train_many(
-            [initial_student(run, s.n_features).to(self.device) for run, _ in runs_jobs],
-            X, y, [job.loss for _, job in runs_jobs],
-            [teachers[job.teacher][run] if job.teacher else None for run, job in runs_jobs],
-            num_epochs=epochs, lr=s.lr_student, weight_decay=s.weight_decay_student,
-            batch_size=s.batch_size,
-            seeds=[shuffle_seed(run, job.shuffle_as or job.name) for run, job in runs_jobs],
-            labels=[f"{run_label(run)}: {job.name}" for run, job in runs_jobs],
-            heldout=self.heldout, progress=self.progress,
-            desc=f"{len(jobs)} student(s) x{s.n_runs} runs", on_epoch=stop_when(stop),
-            **({} if stopping is None else {"val": stopping[0], "patience": stopping[1]}))
-        models = {job.name: trained[j :: len(jobs)] for j, job in enumerate(jobs)}
-        frame = history_frame(history, [(job.name, run) for run, job in runs_jobs])
-        best_epochs = {}
-        if stopping is not None:
-            best = [int(b) for b in history.best_epoch]
-            best_epochs = {job.name: best[j :: len(jobs)] for j, job in enumerate(jobs)}
-        return TrainedStudents(models, frame, best_epochs)
 
     def student_from_state(self, state: dict) -> StudentNet:
         """A student holding saved weights, on the experiment's device, in eval mode."""

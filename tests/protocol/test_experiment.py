@@ -8,8 +8,7 @@ from tiny_protocol import close_weights, same_weights, tiny
 
 from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet
 from kdteach.core.train import evaluate
-from kdteach.protocol import experiment as experiments
-from kdteach.protocol import names, stages
+from kdteach.protocol import names, stages, training
 from kdteach.protocol.analysis import cost_comparison, fit_summary
 from kdteach.protocol.cache import CacheWarning
 from kdteach.protocol.experiment import Experiment
@@ -30,14 +29,14 @@ from kdteach.protocol.seeds import initial_student
 
 def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
     seen = []
-    original = experiments.train_many
+    original = training.train_many
 
     def spy(nets, *args, **kwargs):
         if isinstance(nets[0], StudentNet):
             seen.append(([n.state_dict() for n in nets], kwargs["labels"]))
         return original(nets, *args, **kwargs)
 
-    monkeypatch.setattr(experiments, "train_many", spy)
+    monkeypatch.setattr(training, "train_many", spy)
     exp = Experiment(tiny(), cache=False, progress=False)
     exp.run("grid_search")
     states, labels = seen[0]
@@ -95,7 +94,7 @@ def test_a_stage_runs_alone_then_comes_from_the_cache(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("everything should come from the cache")
 
-    monkeypatch.setattr(experiments, "train_many", no_training)
+    monkeypatch.setattr(training, "train_many", no_training)
     again = Experiment(tiny(), cache=tmp_path, progress=False).run("gradient_regularisation")
     assert again.results == first.results
 
@@ -164,13 +163,13 @@ def test_fresh_inputs_students_take_the_same_number_of_steps(lessons, monkeypatc
                                    FRESH["teacher"]}
     assert len(exp.fresh_inputs()) == exp.settings.fresh_factor * len(exp.data.X_train)
     seen = {}
-    original = experiments.train_many
+    original = training.train_many
 
     def spy(nets, X, *args, **kwargs):
         seen[kwargs["labels"][0]] = (len(X), kwargs["num_epochs"], kwargs["batch_size"])
         return original(nets, X, *args, **kwargs)
 
-    monkeypatch.setattr(experiments, "train_many", spy)
+    monkeypatch.setattr(training, "train_many", spy)
     settings = tiny(epochs_student=10)
     Experiment(settings, cache=False, progress=False).run("fresh_inputs_teacher")
     (n_only, e_only, b), (n_fresh, e_fresh, _) = (

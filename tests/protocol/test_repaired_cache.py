@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_protocol import tiny
 
-from kdteach.protocol import experiment as experiment_module
+from kdteach.protocol import training
 from kdteach.protocol.experiment import Experiment, cpu_state
 from kdteach.protocol.keys import teacher_key, weights_fingerprint
 from kdteach.protocol.names import DISTILLED_EXPERT
@@ -54,13 +54,13 @@ def test_a_different_teacher_in_the_cache_retrains_its_students(tmp_path, monkey
     exp.cache.save("expert-run0", key, {**payload, "state": cpu_state(expert)})
     shutil.copytree(tmp_path / "clean", tmp_path / "again")
     trained = []
-    real = experiment_module.train_many
+    real = training.train_many
 
     def spy(nets, *args, **kwargs):
         trained.extend(kwargs["labels"])
         return real(nets, *args, **kwargs)
 
-    monkeypatch.setattr(experiment_module, "train_many", spy)
+    monkeypatch.setattr(training, "train_many", spy)
     changed = run_all(tmp_path / "clean")
     assert f"run 1: {DISTILLED_EXPERT}" in trained  # taught by the new teacher: trained again
     assert not any("Scratch" in label or "Teacher" in label for label in trained)
