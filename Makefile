@@ -18,11 +18,12 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-gpu test-browser reproduce bench bench-step notebooks exercises lab lint slides site clean distclean
+.PHONY: help prepare test test-gpu test-browser reproduce bench bench-step notebooks exercises lab lint slides site clean distclean
 
 help:
 	@echo "kdteach make targets:"
 	@echo "  make reproduce   run the original protocol (PROFILE=$(PROFILE); PROFILE=quick for a fast check)"
+	@echo "  make prepare     train into the cache everything the lessons need (PROFILE=$(PROFILE))"
 	@echo "  make test        lint, unit tests and notebooks on CPU with the quick profile"
 	@echo "  make test-gpu    unit tests and notebooks on CUDA with the full profile"
 	@echo "  make test-browser  JupyterLab and a slide deck checked in chromium (make test runs it)"
@@ -71,6 +72,9 @@ test-gpu: $(STAMP)
 
 reproduce: $(STAMP)
 	$(BIN)/python -m kdteach reproduce --profile $(PROFILE)
+
+prepare: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m kdteach prepare --profile $(PROFILE)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/original_protocol.py

@@ -1,7 +1,8 @@
 """``python -m kdteach reproduce``: the original notebook's four stages, headless, with files.
 
 ``python -m kdteach stages`` lists every stage of the series; ``figures`` writes the
-lessons' figures at talk size.
+lessons' figures at talk size; ``prepare`` trains into the cache everything the lessons
+need, and ``cache --check`` says what is still missing.
 
 Writes to ``--out`` (default ``results/``): ``results.json``, ``results.csv`` (one row
 per model and run) and the original's figures as PNG. Every file is written under a
@@ -65,8 +66,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_settings_arguments(command) -> None:
-    """The arguments that choose the settings and the cache, the same for every command."""
+def _add_settings_arguments(command, cache: bool = True) -> None:
+    """The arguments that choose the settings (and, unless ``cache=False``, whether to use
+    the cache), the same for every command."""
     from kdteach.protocol.settings import DEVICES, PROFILES
 
     command.add_argument("--profile", choices=PROFILES, default=None,
@@ -77,8 +79,9 @@ def _add_settings_arguments(command) -> None:
     command.add_argument("--epochs-teacher", type=_positive_int, help="teacher epochs")
     command.add_argument("--epochs-student", type=_positive_int, help="student epochs")
     command.add_argument("--device", choices=DEVICES, default=None, help="auto, cpu or cuda")
-    command.add_argument("--no-cache", action="store_true",
-                         help="neither read nor write the cache")
+    if cache:
+        command.add_argument("--no-cache", action="store_true",
+                             help="neither read nor write the cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
                      "without suffix, e.g. 03_grid_search)")
     _add_settings_arguments(fig)
     fig.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    prep = commands.add_parser("prepare", help="train into the cache everything the lessons and "
+                                               "their sliders need (before a class)")
+    _add_settings_arguments(prep, cache=False)
+    prep.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    cache = commands.add_parser("cache", help="what the cache holds for the lessons")
+    cache.add_argument("--check", action="store_true", required=True,
+                       help="list what the lessons would still train; exit 1 if anything")
+    _add_settings_arguments(cache, cache=False)
 
     table = commands.add_parser("stages", help="list the stages: what each compares, what it "
                                                "needs first and which students it trains")
@@ -117,6 +130,7 @@ def stage_table(settings) -> str:
             f"{stage.name}  ({stage.part})",
             f"  {stage.title}",
             f"  needs first: {', '.join(stage.depends_on) or 'nothing'}",
+            f"  shown in: {stage.lesson or 'no lesson'}",
             "  students on the training set: "
             + (", ".join(jobs) if jobs else "none fixed in advance"),
         ]))
@@ -210,6 +224,8 @@ def prepare(args):
     settings = get_settings(profile, args.device, **overrides)
     if settings.n_runs < 2:
         raise ValueError("--runs must be at least 2: the paired t-tests need two runs")
+    if not hasattr(args, "out"):  # prepare, cache: they write only to the cache
+        return settings, None
     out = Path(args.out)
     try:
         _check_writable(out)
@@ -267,6 +283,60 @@ def figures(settings, out: Path, args) -> int:
     written = write_figures(exp, out, names=[e.name for e in entries], progress=not args.quiet)
     print(f"wrote {len(written)} files ({len(entries)} figures, PNG and SVG) to {out}/")
     return 0
+
+
+def lesson_needs(exp):
+    """``(what, get)`` for everything the lessons load: every stage a lesson runs, and the
+    sliders' prepared students (run 1's, as the lessons show them)."""
+    from kdteach.lesson import slider_grid
+    from kdteach.protocol.stages import STAGES, lesson_stages
+
+    for name in lesson_stages():
+        yield f"{name} (lesson {STAGES[name].lesson[:2]})", lambda name=name: exp.run(name)
+    for grid in slider_grid.GRIDS:
+        yield (f"the {grid!r} slider grid",
+               lambda grid=grid: slider_grid.slider_grid(exp, grid, run=0))
+
+
+def prepare_lessons(settings, args) -> int:
+    """``python -m kdteach prepare``: train what the lessons need into the cache, with the
+    overlap of ``reproduce``; afterwards every lesson opens and runs in seconds."""
+    from kdteach.core.resources import intra_op_threads
+    from kdteach.protocol.experiment import Experiment
+    from kdteach.protocol.stages import lesson_stages
+
+    exp = Experiment(settings, progress=not args.quiet)
+    start = time.perf_counter()
+    # one intra-op thread on a CPU, as the lessons run (``make lab``): the same last bits
+    with intra_op_threads(1 if settings.torch_device.type == "cpu" else None):
+        exp.reproduce(lesson_stages(), overlap_teachers=overlap_teachers(settings))
+        for _, get in lesson_needs(exp):
+            get()
+    print(f"the cache {exp.cache.folder} now holds everything the lessons need "
+          f"({settings.profile} profile); {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def check_cache(settings, args) -> int:
+    """``python -m kdteach cache --check``: load what the lessons need, train nothing; one
+    line per need, exit 1 if anything is missing."""
+    from kdteach.protocol.cache import NotCached
+    from kdteach.protocol.experiment import Experiment
+
+    exp = Experiment(settings, progress=False, may_train=False)
+    missing = 0
+    for what, get in lesson_needs(exp):
+        try:
+            get()
+            print(f"cached   {what}")
+        except NotCached as exc:
+            missing += 1
+            print(f"missing  {what}: {exc}")
+    folder, profile = exp.cache.folder, settings.profile
+    print(f"{folder}: everything the lessons need is cached ({profile} profile)" if not missing
+          else f"{folder}: {missing} missing; `python -m kdteach prepare --profile {profile}` "
+               "trains them")
+    return 0 if not missing else EXIT_FAILED
 
 
 def _one_line(exc: Exception) -> str:
@@ -329,6 +399,10 @@ def run(args) -> int:
     try:
         if args.command == "figures":
             return figures(settings, out, args)
+        if args.command == "prepare":
+            return prepare_lessons(settings, args)
+        if args.command == "cache":
+            return check_cache(settings, args)
         return reproduce(settings, out, args)
     except FloatingPointError as exc:
         return _fail(f"training failed: {_one_line(exc)}", EXIT_FAILED)

@@ -349,3 +349,27 @@ def test_the_results_are_files_a_lecturer_can_share(tmp_path):
     assert set(modes) == {"results.json", "results.csv", "grid_search.png",
                           "final_comparison.png"}
     assert set(modes.values()) == {0o644}  # not the 0600 of a temporary file
+
+
+def test_prepare_fills_the_cache_with_what_the_lessons_need(tmp_path, capsys, monkeypatch):
+    from kdteach.protocol import training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("cache --check must train nothing")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "train_many", no_training)
+        assert cli.main(["cache", "--check", *TINY]) == cli.EXIT_FAILED
+    empty = capsys.readouterr().out.splitlines()
+    assert all(line.startswith("missing ") for line in empty[:-1])
+    assert len(empty) - 1 == 12 + 2  # the lessons' twelve stages and two slider grids
+    assert "python -m kdteach prepare --profile quick" in empty[-1]
+
+    assert cli.main(["prepare", *TINY, "--quiet"]) == 0
+    assert "now holds everything the lessons need (quick profile)" in capsys.readouterr().out
+    monkeypatch.setattr(training, "train_many", no_training)
+    assert cli.main(["cache", "--check", *TINY]) == 0
+    full = capsys.readouterr().out.splitlines()
+    assert all(line.startswith("cached ") for line in full[:-1])
+    assert "everything the lessons need is cached (quick profile)" in full[-1]
+    assert any("three_way_search_jac (lesson 05)" in line for line in full)

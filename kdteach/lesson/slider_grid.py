@@ -29,6 +29,7 @@ from kdteach.core.stacked import train_many
 from kdteach.core.train import HELDOUT, evaluate
 from kdteach.lesson.retrain import PREPARED, RetrainedStudent, check_run, role, shown_weights
 from kdteach.protocol.keys import data_key, teacher_key, weights_fingerprint
+from kdteach.protocol.names import run_label
 from kdteach.protocol.seeds import initial_student, shuffle_seed
 from kdteach.protocol.settings import Settings
 
@@ -168,6 +169,7 @@ def slider_grid(exp, name: str, run: int = 0) -> list[SliderGridEntry]:
 
 
 def _train_slider_grid(exp, name: str, run: int) -> dict:
+    exp.check_may_train(f"the {name!r} slider grid of {run_label(run)}")
     s = exp.settings
     expert = exp.teachers("expert")[run]
     entries = []

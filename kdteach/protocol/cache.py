@@ -36,6 +36,10 @@ from kdteach.protocol.files import write_atomic
 FORMAT_VERSION = 1
 
 
+class NotCached(LookupError):
+    """An experiment that may not train was asked for something the cache does not hold."""
+
+
 class CacheWarning(UserWarning):
     """A cache entry or folder could not be used; the work is redone instead."""
 

@@ -28,10 +28,10 @@ from kdteach.core.models import MLP, StudentNet
 from kdteach.core.resources import intra_op_threads
 from kdteach.core.train import evaluate
 from kdteach.protocol import stages as stage_table
-from kdteach.protocol.cache import as_cache
+from kdteach.protocol.cache import NotCached, as_cache
 from kdteach.protocol.keys import students_key, teacher_key
 from kdteach.protocol.overlap import Background, start_alongside
-from kdteach.protocol.recipes import StudentJob, check_teacher_kind
+from kdteach.protocol.recipes import TEACHER_KINDS, StudentJob, check_teacher_kind
 from kdteach.protocol.results import StageResult, TrainedStudents
 from kdteach.protocol.seeds import blank_student, initial_teacher
 from kdteach.protocol.settings import Settings, get_settings
@@ -47,10 +47,14 @@ class Experiment:
     """The original protocol for one set of settings, its teachers and stages memoised.
 
     ``cache``: ``True`` (default folder), ``False`` (off), a folder, or a ``Cache``.
+    ``may_train=False``: only load; what the cache does not hold raises
+    :class:`~kdteach.protocol.cache.NotCached` (``python -m kdteach cache --check``).
     """
 
-    def __init__(self, settings: Settings | None = None, cache=True, progress: bool = True):
+    def __init__(self, settings: Settings | None = None, cache=True, progress: bool = True,
+                 may_train: bool = True):
         self.settings = settings or get_settings()
+        self.may_train = may_train
         self.device = self.settings.torch_device
         self.cache = as_cache(cache)
         self.progress = progress
@@ -141,6 +145,7 @@ class Experiment:
                 net.load_state_dict(payload["state"])
                 nets[run], frames[run] = net.eval(), pd.DataFrame(payload["history"])
         if any(net is None for net in nets):
+            self.check_may_train(f"the {TEACHER_KINDS[kind]} of every run")
             # every run trained again, together, as in a clean run: a stack of fewer runs
             # takes other matmul kernels and would round differently
             runs = list(range(n_runs))
@@ -199,6 +204,7 @@ class Experiment:
                       for name, states in payload["states"].items()}
             return TrainedStudents(models, pd.DataFrame(payload["history"]),
                                    payload.get("best_epochs") or {})
+        self.check_may_train(f"the students of {part}")
         trained = train_students(self, jobs, teachers, X, y, epochs, stopping, stop)
         self.cache.save(f"students-{part}", key, {
             "best_epochs": trained.best_epochs,
@@ -207,6 +213,11 @@ class Experiment:
             "history": {c: trained.history[c].tolist() for c in trained.history.columns},
         })
         return trained
+
+    def check_may_train(self, what: str) -> None:
+        """Go on to train ``what``, or raise NotCached when this experiment only loads."""
+        if not self.may_train:
+            raise NotCached(f"{what} ({self.settings.profile} profile) not in {self.cache.folder}")
 
     def student_from_state(self, state: dict) -> StudentNet:
         """A student holding saved weights, on the experiment's device, in eval mode."""

@@ -11,6 +11,7 @@ students, scores them on the test set and runs its paired tests. Its row of
 * ``jobs``: the students it trains on the whole training set with the profile's epochs,
   fixed before it runs; the second-core overlap trains them ahead, and a student
   retrained live with the same loss and teacher sees the same batches;
+* ``lesson``: the lesson notebook that first shows it (empty: no lesson does);
 * ``build``: the function that runs it, given the experiment and its own row.
 
 ``Experiment.run(name)`` is the one way to run a stage.
@@ -66,6 +67,7 @@ class Stage:
     build: Callable  # build(exp, stage) -> StageResult
     depends_on: tuple[str, ...] = ()
     jobs: Callable[[Settings], list[StudentJob]] = _no_jobs
+    lesson: str = ""  # e.g. "01_standard_teacher"
 
 
 # -- the jobs, one definition each ----------------------------------------------
@@ -405,33 +407,40 @@ _AFTER_SELECTION = ("model_selection", "gradient_regularisation")
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("standard_teacher", "Part 1: a standard teacher", "original", standard_teacher,
-          jobs=lambda s: [scratch_job(), kd_job(s, DISTILLED, "teacher")]),
+          jobs=lambda s: [scratch_job(), kd_job(s, DISTILLED, "teacher")],
+          lesson="01_standard_teacher"),
     Stage("expert_teacher", "Part 2: an expert teacher", "original", expert_teacher,
-          ("standard_teacher",), jobs=lambda s: [kd_job(s, DISTILLED_EXPERT, "expert")]),
+          ("standard_teacher",), jobs=lambda s: [kd_job(s, DISTILLED_EXPERT, "expert")],
+          lesson="02_expert_teacher"),
     Stage("grid_search", "Part 3: grid search over the hard/L_HP weights", "original",
-          grid_search, jobs=grid_jobs),
+          grid_search, jobs=grid_jobs, lesson="03_grid_search"),
     Stage("gradient_regularisation", "Part 4: gradient regularisation (L_GR)", "original",
           gradient_regularisation, ("expert_teacher", "grid_search"),
-          jobs=lambda s: [lgr_job(s)]),
+          jobs=lambda s: [lgr_job(s)], lesson="04_gradient_regularisation"),
     Stage("fresh_inputs_teacher", "Distilling on fresh inputs (standard teacher)", "lesson",
-          fresh_inputs, ("standard_teacher",), jobs=lambda s: [outputs_only_job("teacher")]),
+          fresh_inputs, ("standard_teacher",), jobs=lambda s: [outputs_only_job("teacher")],
+          lesson="01_standard_teacher"),
     Stage("fresh_inputs_expert", "Distilling on fresh inputs (expert teacher)", "lesson",
-          fresh_inputs, ("expert_teacher",), jobs=lambda s: [outputs_only_job("expert")]),
+          fresh_inputs, ("expert_teacher",), jobs=lambda s: [outputs_only_job("expert")],
+          lesson="02_expert_teacher"),
     Stage("expert_ablation", "Depth or regularisation? The expert taken apart", "lesson",
           expert_ablation, ("expert_teacher",),
-          jobs=lambda s: [kd_job(s, DISTILLED_REGULARISED, "regularised")]),
+          jobs=lambda s: [kd_job(s, DISTILLED_REGULARISED, "regularised")],
+          lesson="02_expert_teacher"),
     Stage("model_selection", "Choosing the grid's weights on a validation split", "lesson",
-          model_selection, ("grid_search", "gradient_regularisation")),
+          model_selection, ("grid_search", "gradient_regularisation"), lesson="03_grid_search"),
     Stage("jacobian_matching", "Matching the expert's input derivatives (L_JAC)", "further",
-          jacobian_matching, _AFTER_SELECTION, jobs=lambda s: [jac_job(s)]),
+          jacobian_matching, _AFTER_SELECTION, jobs=lambda s: [jac_job(s)],
+          lesson="05_going_further"),
     Stage("feature_distillation", "Matching a hidden layer through an adapter (L_FEAT)",
-          "further", feature_distillation, _AFTER_SELECTION, jobs=lambda s: [feat_job(s)]),
+          "further", feature_distillation, _AFTER_SELECTION, jobs=lambda s: [feat_job(s)],
+          lesson="05_going_further"),
     Stage("three_way_search_jac", "A three-way weight search over (hard, hp, jac)", "further",
-          three_way_search, ("model_selection",)),
+          three_way_search, ("model_selection",), lesson="05_going_further"),
     Stage("three_way_search_gr", "A three-way weight search over (hard, hp, gr)", "further",
           three_way_search, ("model_selection",)),
     Stage("early_stopping", "Early stopping on the validation split", "further",
-          early_stopping, ("model_selection",)),
+          early_stopping, ("model_selection",), lesson="05_going_further"),
 )}
 
 
@@ -451,6 +460,11 @@ def stage(name: str) -> Stage:
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; valid stages: {', '.join(STAGES)}")
     return STAGES[name]
+
+
+def lesson_stages() -> tuple[str, ...]:
+    """The stages the lesson notebooks run, in table order."""
+    return tuple(n for n, st in STAGES.items() if st.lesson)
 
 
 def training_set_jobs(settings: Settings) -> list[StudentJob]:

@@ -77,3 +77,19 @@ def test_a_retrained_students_role_is_the_table_student_with_its_loss_and_teache
     assert role(s, DistillationLoss(hard=0.2, hp=0.5, jac=0.3), "expert") == JAC
     assert role(s, DistillationLoss(hard=0.25, hp=0.75), "expert") == (
         "Student (hard=0.25, hp=0.75, from expert)")
+
+
+def test_each_stage_names_the_lesson_that_runs_it():
+    import json
+    import re
+    from pathlib import Path
+
+    notebooks = Path(__file__).resolve().parents[2] / "notebooks"
+    ran = {}
+    for path in sorted(notebooks.glob("0*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        source = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for name in re.findall(r'exp\.run\("(\w+)"\)', source):
+            ran.setdefault(name, path.stem)  # the first lesson that runs it
+    assert {n: s.lesson for n, s in stages.STAGES.items() if s.lesson} == ran
+    assert stages.lesson_stages() == tuple(n for n in stages.STAGES if n in ran)
