@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from kdteach.protocol.cache import Cache, CacheWarning, as_cache, default_cache_dir, key_hash
+from kdteach.protocol.cache import Cache, CacheWarning, as_cache, default_cache_dirs, key_hash
 
 KEY = {"what": "teacher", "run": 0, "epochs": 3}
 PAYLOAD = {"state": {"w": torch.arange(6.0).reshape(2, 3)}, "note": "ok", "n": [1, 2]}
@@ -163,14 +163,14 @@ def test_two_writers_of_one_entry_leave_a_valid_file(tmp_path):
 
 def test_default_folder_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("KDTEACH_CACHE", str(tmp_path / "here"))
-    assert default_cache_dir() == tmp_path / "here"
+    assert default_cache_dirs() == [tmp_path / "here"]
     assert as_cache(True).folder == tmp_path / "here"
     monkeypatch.delenv("KDTEACH_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_dir() == tmp_path / "xdg" / "kdteach"
+    assert default_cache_dirs() == [tmp_path / "xdg" / "kdteach"]
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_cache_dir() == tmp_path / "home" / ".cache" / "kdteach"
+    assert default_cache_dirs() == [tmp_path / "home" / ".cache" / "kdteach"]
 
 
 # ---------------------------------------------------------------- a file system that refuses
@@ -205,10 +205,16 @@ def test_refused_write_leaves_nothing_and_warns_once(tmp_path, monkeypatch, erro
     reason = "the file was cut short: is the disk full?"  # torch's own words would puzzle
     if isinstance(error, OSError):
         reason = error.strerror
+    advice = "(free some space or set KDTEACH_CACHE to a writable folder)"
+    if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES):
+        # never "free some space" for a folder that is not the user's to write
+        advice = ("(the folder is not writable for you: to cache your own work too, set "
+                  f"KDTEACH_CACHE to a folder of yours followed by this one "
+                  f"(e.g. ~/kdteach-cache{os.pathsep}{tmp_path}))")
     assert message == (
-        f"cache: cannot write to {tmp_path} ({reason}); continuing without caching "
-        "(free some space or set KDTEACH_CACHE to a writable folder)"
+        f"cache: cannot write to {tmp_path} ({reason}); continuing without caching {advice}"
     )
+    assert caught[0].filename == "kdteach"  # no line of kdteach's source shown beside it
     assert list(tmp_path.iterdir()) == []  # no partial entry, no temporary file
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once: later saves are skipped silently
@@ -254,3 +260,35 @@ def test_results_are_the_same_with_a_full_disk(tmp_path, monkeypatch):
     assert list((tmp_path / "full").iterdir()) == []
     assert len(list((tmp_path / "ok").glob("*.pt"))) == 3  # two teachers, one stage
     assert full == writing == reading
+
+
+# ---------------------------------------------------------------- a shared cache under one's own
+
+
+def test_a_read_only_shared_folder_is_read_and_the_learners_own_folder_written(
+        tmp_path, monkeypatch):
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    Cache(shared).save("teacher-run0", KEY, PAYLOAD)  # the lecturer filled it
+    monkeypatch.setenv("KDTEACH_CACHE", f"{own}{os.pathsep}{shared}")
+    cache = as_cache(True)
+    assert cache.folders == [own, shared]
+    loaded = cache.load("teacher-run0", KEY)  # read from the shared folder
+    assert torch.equal(loaded["state"]["w"], PAYLOAD["state"]["w"])
+    assert cache.save("students-x", KEY, PAYLOAD).parent == own  # new work: the learner's own
+
+
+def test_a_folder_that_refuses_is_passed_over_quietly(tmp_path, monkeypatch):
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    real = torch.save
+
+    def refuse_in_shared(obj, f, *args, **kwargs):
+        if str(shared) in str(getattr(f, "name", "")):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", refuse_in_shared)
+    cache = Cache([shared, own])  # the read-only folder first, by mistake
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a read-only folder in the list is not a warning
+        path = cache.save("x", KEY, PAYLOAD)
+    assert path.parent == own and not list(shared.glob("*.pt"))
