@@ -367,3 +367,68 @@ def test_a_publishing_tool_without_the_extra_says_what_to_install(missing):
     unhelpful = {m: e for m, e in failed.items() if 'pip install "kdteach[publish]"' not in e}
     assert not unhelpful, f"without {missing}, these do not say what to install: {unhelpful}"
     assert all(missing in e for e in failed.values()), failed
+
+
+# ---------------------------------------------------------------- what pip gets
+
+
+DEV_TOOLS = ("pytest", "nbval", "jupyterlab", "ruff", "playwright", "nbconvert", "nbformat",
+             "nbclient", "jinja2", "sphinx-revealjs")
+
+
+def test_pip_install_pulls_no_dev_tools():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower()
+             for dep in project["dependencies"]}
+    assert not names & set(DEV_TOOLS)
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]  # PEP 639
+
+
+@pytest.fixture(scope="module")
+def distributions(tmp_path_factory):
+    """The sdist and the wheel, built from a copy of the tree (the tree stays as it is)."""
+    import shutil
+
+    src = tmp_path_factory.mktemp("src") / "kdteach"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "artifacts", "results", "build", "dist", "*.egg-info", "__pycache__",
+        "slides", "site"))
+    out = tmp_path_factory.mktemp("dist")
+    for kind in ("sdist", "wheel"):  # one process each: setuptools keeps state between them
+        script = f"import sys, setuptools.build_meta as b; b.build_{kind}(sys.argv[1])"
+        run = subprocess.run([sys.executable, "-c", script, str(out)], cwd=src,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+    return next(out.glob("*.tar.gz")), next(out.glob("*.whl"))
+
+
+def test_the_wheel_carries_the_solutions_and_the_license_not_the_tests(distributions):
+    import zipfile
+
+    names = zipfile.ZipFile(distributions[1]).namelist()
+    assert "kdteach/exercises/solutions.json" in names
+    assert any(n.endswith("licenses/LICENSE") for n in names)
+    assert not [n for n in names if n.startswith("tests/")]
+
+
+def test_the_sdist_runs_its_own_tests(distributions, tmp_path):
+    import tarfile
+
+    with tarfile.open(distributions[0]) as archive:
+        archive.extractall(tmp_path, filter="data")
+    (unpacked,) = tmp_path.iterdir()
+    for needed in ("tests/conftest.py", "tests/protocol/tiny_protocol.py", "Makefile",
+                   "notebooks/01_standard_teacher.ipynb", "kdteach/exercises/solutions.json"):
+        assert (unpacked / needed).is_file(), needed
+    env = {**os.environ, "PYTHONPATH": str(unpacked), "KDTEACH_DEVICE": "cpu",
+           "OMP_NUM_THREADS": "1", "KDTEACH_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/protocol/test_stages.py", "tests/exercises/test_exercise_api.py"],
+        cwd=unpacked, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert str(unpacked) in subprocess.run(  # the tests ran against the unpacked package
+        [sys.executable, "-c", "import kdteach; print(kdteach.__file__)"], cwd=unpacked,
+        env=env, capture_output=True, text=True).stdout
