@@ -432,3 +432,20 @@ def test_the_sdist_runs_its_own_tests(distributions, tmp_path):
     assert str(unpacked) in subprocess.run(  # the tests ran against the unpacked package
         [sys.executable, "-c", "import kdteach; print(kdteach.__file__)"], cwd=unpacked,
         env=env, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("tool, args", [("kdteach.publish.slides", ["--help"]),
+                                        ("kdteach.publish.site", ["--help"])])
+def test_a_publishing_command_without_the_extra_fails_in_one_line(tool, args):
+    script = _BLOCKER + textwrap.dedent(f"""
+        import runpy
+        sys.argv = [{tool!r}, *{args!r}]
+        runpy.run_module({tool!r}, run_name="__main__")
+    """)
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", script, "nbformat,nbconvert,jinja2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert 'pip install "kdteach[publish]"' in lines[0]

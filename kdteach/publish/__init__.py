@@ -20,21 +20,28 @@ The layers: this package may import any other part of kdteach; no other part imp
 
 from __future__ import annotations
 
+import sys
+
 EXTRA = "kdteach[publish]"
 INSTALL = f'pip install "{EXTRA}"'
 
 
-def missing_extra(exc: ImportError) -> ModuleNotFoundError:
+def missing_extra(exc: ImportError, module: str = "") -> ModuleNotFoundError:
     """The error to raise, ``from exc``, when a publishing dependency cannot be imported::
 
         try:
             import nbformat
         except ImportError as exc:
-            raise missing_extra(exc) from exc
-    """
+            raise missing_extra(exc, __name__) from exc
+
+    A tool run as a command (``module`` is ``"__main__"``) says it in one line on stderr and
+    exits with code 2 instead: no traceback for a package that is not installed."""
     name = exc.name or "one of its dependencies"
-    return ModuleNotFoundError(
-        f"the publishing tools (kdteach.publish) need {name}, which cannot be imported "
-        f"({exc}): {INSTALL} (make installs it with the dev extra)",
-        name=exc.name,
-    )
+    message = (f"the publishing tools (kdteach.publish) need {name}, which cannot be imported "
+               f"({exc}): {INSTALL} (make installs it with the dev extra)")
+    if str(exc).startswith("the publishing tools"):  # said already, by a module it imports
+        message = str(exc)
+    if module == "__main__":
+        print(f"kdteach: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+    return ModuleNotFoundError(message, name=exc.name)

@@ -25,10 +25,10 @@ from kdteach.publish import missing_extra
 
 try:
     import nbformat
-except ImportError as exc:
-    raise missing_extra(exc) from exc
 
-from kdteach.publish.offline_html import MATHJAX_CONFIG, STATIC, convert, copy_assets
+    from kdteach.publish.offline_html import MATHJAX_CONFIG, STATIC, convert, copy_assets
+except ImportError as exc:
+    raise missing_extra(exc, __name__) from exc
 
 SOLUTIONS = "solutions"
 

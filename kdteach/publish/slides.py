@@ -37,7 +37,7 @@ from kdteach.publish import missing_extra
 try:
     import nbformat
 except ImportError as exc:
-    raise missing_extra(exc) from exc
+    raise missing_extra(exc, __name__) from exc
 
 EXTRA_CODE = "# extra code"
 CLOSING_HEADINGS = ("## Takeaways", "## Try it")
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
         for deck in build_decks(args.notebooks, args.out):
             print(f"wrote {deck}")
         return 0
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, ModuleNotFoundError) as exc:  # the last: no extra
         print(f"python -m kdteach.publish.slides: error: {exc}", file=sys.stderr)
         return 2
 
