@@ -110,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list what the lessons would still train; exit 1 if anything")
     _add_settings_arguments(cache, cache=False)
 
+    from kdteach.protocol.settings import PROFILES
+
     table = commands.add_parser("stages", help="list the stages: what each compares, what it "
                                                "needs first and which students it trains")
-    table.add_argument("--profile", choices=("quick", "full"), default=None,
+    table.add_argument("--profile", choices=PROFILES, default=None,
                        help="the profile whose students are listed (default KDTEACH_PROFILE "
                             "or full)")
     return parser
@@ -220,8 +222,7 @@ def prepare(args):
         "epochs_student": args.epochs_student,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    profile = args.profile or os.environ.get("KDTEACH_PROFILE") or "full"
-    settings = get_settings(profile, args.device, **overrides)
+    settings = get_settings(args.profile, args.device, **overrides)  # None: KDTEACH_PROFILE
     if settings.n_runs < 2:
         raise ValueError("--runs must be at least 2: the paired t-tests need two runs")
     if not hasattr(args, "out"):  # prepare, cache: they write only to the cache
@@ -385,8 +386,7 @@ def run(args) -> int:
     if args.command == "stages":
         from kdteach.protocol.settings import get_settings
 
-        profile = args.profile or os.environ.get("KDTEACH_PROFILE") or "full"
-        print(stage_table(get_settings(profile, "cpu")))
+        print(stage_table(get_settings(args.profile, "cpu")))
         return 0
     try:
         settings, out = prepare(args)

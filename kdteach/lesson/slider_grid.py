@@ -159,11 +159,23 @@ def slider_grid(exp, name: str, run: int = 0) -> list[SliderGridEntry]:
     loaded from the cache, else trained (each group of :func:`groups` in one stacked
     training, with snapshots at every epochs-slider position) and stored."""
     check_run(exp.settings, run)
+    return _grid(exp, name, run, build=True)
+
+
+def _grid(exp, name: str, run: int, build: bool) -> list[SliderGridEntry] | None:
+    """The grid, memoised per experiment: from the cache, else trained and stored when
+    ``build``; a lookup (not ``build``) trains nothing, not even the teachers, and gives
+    None for what is not prepared."""
     prepared = _PREPARED.setdefault(exp, {})
     if (name, run) not in prepared:
-        payload = exp.cache.load_or_build(f"slider-grid-{name}-run{run}",
-                                          slider_grid_key(exp, name, run),
-                                          lambda: _train_slider_grid(exp, name, run))
+        if not build and (name not in GRIDS or not exp.has_teachers("expert")):
+            return None
+        cache_name, key = f"slider-grid-{name}-run{run}", slider_grid_key(exp, name, run)
+        payload = (exp.cache.load_or_build(cache_name, key,
+                                           lambda: _train_slider_grid(exp, name, run))
+                   if build else exp.cache.load(cache_name, key))
+        if payload is None:
+            return None
         prepared[(name, run)] = [SliderGridEntry(**e) for e in payload["entries"]]
     return prepared[(name, run)]
 
@@ -213,16 +225,11 @@ def prepared_student(exp, name: str, weights: dict, run: int = 0, epochs: int | 
     check_run(s, run)
     epochs = s.epochs_student if epochs is None else epochs
     batch_size = s.batch_size if batch_size is None else batch_size
-    prepared = _PREPARED.setdefault(exp, {})
-    if (name, run) not in prepared:
-        if name not in GRIDS or not exp.has_teachers("expert"):
-            return None  # looking up never trains: not even the teachers
-        payload = exp.cache.load(f"slider-grid-{name}-run{run}", slider_grid_key(exp, name, run))
-        if payload is None:
-            return None
-        prepared[(name, run)] = [SliderGridEntry(**e) for e in payload["entries"]]
+    grid = _grid(exp, name, run, build=False)
+    if grid is None:
+        return None
     wanted = weights_key(loss.weights)
-    for entry in prepared[(name, run)]:
+    for entry in grid:
         if (entry.batch_size == batch_size and epochs in entry.snapshots
                 and weights_key(entry.weights) == wanted):
             return _prepared_result(exp, entry, run, int(epochs))

@@ -43,6 +43,10 @@ from kdteach.protocol.files import write_atomic
 FORMAT_VERSION = 1
 
 
+def _file_name(name: str, key: dict) -> str:
+    return f"{name}-{key_hash(key)}.pt"
+
+
 class NotCached(LookupError):
     """An experiment that may not train was asked for something the cache does not hold."""
 
@@ -116,7 +120,7 @@ class Cache:
 
     def path(self, name: str, key: dict) -> Path:
         """Where the entry is: in the first folder that holds it, else in the first folder."""
-        file = f"{name}-{key_hash(key)}.pt"
+        file = _file_name(name, key)
         for folder in self.folders:
             if (folder / file).exists():
                 return folder / file
@@ -153,7 +157,7 @@ class Cache:
             return None
         full_key = {"format": FORMAT_VERSION, **key}
         entry = {"key": json.dumps(full_key, sort_keys=True, default=str), "payload": payload}
-        file = f"{name}-{key_hash(key)}.pt"
+        file = _file_name(name, key)
         for i, folder in enumerate(self.folders):
             try:
                 folder.mkdir(parents=True, exist_ok=True)

@@ -95,10 +95,7 @@ class Experiment:
         run: from the cache when every run is there, else all runs trained together (the same
         numbers as a clean run, to the bit) and stored. If
         :meth:`teachers_in_background` is getting them, waits for it."""
-        pending = self._pending.get(("teachers", kind))
-        if pending is not None:  # any thread may wait; the teachers are then memoised
-            pending.join()
-            self._pending.pop(("teachers", kind), None)
+        self._join(("teachers", kind))  # any thread may wait; the teachers are then memoised
         return self._get_teachers(kind)
 
     def has_teachers(self, kind: str) -> bool:
@@ -122,6 +119,16 @@ class Experiment:
         self.data  # noqa: B018 -- built once, before a second thread reads it
         self._pending[("teachers", kind)] = Background(
             lambda stop: self._get_teachers(kind, stop))
+
+    def _join(self, what: tuple):
+        """Wait for the work on ``what`` started in the second thread, if any; its result.
+        It is forgotten only once it has finished, so a second waiter waits for it too."""
+        pending = self._pending.get(what)
+        if pending is None:
+            return None
+        result = pending.join()
+        self._pending.pop(what, None)
+        return result
 
     def _lock(self, what: tuple) -> threading.Lock:
         """The lock that lets one thread at most build ``what``; the others wait for it."""
@@ -168,11 +175,8 @@ class Experiment:
         ``students-<part>``. ``stopping=((X_val, y_val), patience)`` stops each model early
         on its validation MSE and restores its best epoch's weights. If
         :meth:`students_in_background` is training ``part``, waits for it."""
-        pending = self._pending.get(("students", part))
-        if pending is not None:  # started with the stage table's jobs of the same part
-            students = pending.join()
-            self._pending.pop(("students", part), None)
-            return students
+        if ("students", part) in self._pending:  # started with the table's jobs of the part
+            return self._join(("students", part))
         return self._get_students(part, jobs, X, y, epochs, stopping)
 
     def students_in_background(self, stage: str) -> None:
