@@ -18,7 +18,7 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help prepare test test-gpu test-browser reproduce bench bench-step notebooks exercises lab lint slides site clean distclean
+.PHONY: help prepare test test-gpu test-browser reproduce bench bench-step bench-prepare notebooks exercises lab lint slides site clean distclean
 
 help:
 	@echo "kdteach make targets:"
@@ -31,6 +31,7 @@ help:
 	@echo "  make site        the lessons (and solutions) as an offline web site, in site/"
 	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"
 	@echo "  make bench-step  stacked step rates beside torch.bmm (benchmarks/step_rates.py)"
+	@echo "  make bench-prepare  each lesson need's training time from an empty cache (PROFILE=$(PROFILE))"
 	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
 	@echo "  make exercises   run notebooks/solutions/ and generate notebooks/exercises/ from them"
 	@echo "  make lab         open the notebooks in JupyterLab"
@@ -81,6 +82,9 @@ bench: $(STAMP)
 
 bench-step: $(STAMP)
 	$(BIN)/python benchmarks/step_rates.py
+
+bench-prepare: $(STAMP)
+	$(BIN)/python benchmarks/prepare_times.py --profile $(PROFILE) --progress
 
 notebooks: $(STAMP)
 	if $(HAVE_NOTEBOOKS); then \

@@ -2,7 +2,8 @@
 
 ``python -m kdteach stages`` lists every stage of the series; ``figures`` writes the
 lessons' figures at talk size; ``prepare`` trains into the cache everything the lessons
-need, and ``cache --check`` says what is still missing.
+need, and ``cache --check`` says what is still missing; ``lessons DIR`` writes the lesson
+and exercise notebooks into a folder of the learner's (from the installed package).
 
 Writes to ``--out`` (default ``results/``): ``results.json``, ``results.csv`` (one row
 per model and run) and the original's figures as PNG. Every file is written under a
@@ -109,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--check", action="store_true", required=True,
                        help="list what the lessons would still train; exit 1 if anything")
     _add_settings_arguments(cache, cache=False)
+
+    lessons = commands.add_parser("lessons", help="write the lessons and the exercise notebooks "
+                                                  "into a folder (never over your own edits)")
+    lessons.add_argument("folder", help="where to write them (created if missing)")
+    lessons.add_argument("--solutions", action="store_true",
+                         help="also the solved exercises, in solutions/ (for lecturers)")
+    lessons.add_argument("--force", action="store_true",
+                         help="replace notebooks you have changed, too")
 
     from kdteach.protocol.settings import PROFILES
 
@@ -253,6 +262,8 @@ def reproduce(settings, out: Path, args) -> int:
     if settings.profile == "quick" and not args.quiet:
         print(QUICK_NOTICE, flush=True)
     exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
+    if not args.quiet:
+        print(f"cache: {_folders(exp.cache)}", flush=True)
     start = time.perf_counter()
     stages = exp.reproduce(overlap_teachers=overlap_teachers(settings))
     total = time.perf_counter() - start
@@ -281,63 +292,70 @@ def figures(settings, out: Path, args) -> int:
 
     entries = by_name(args.only)
     exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
+    if not args.quiet:
+        print(f"cache: {_folders(exp.cache)}", flush=True)
     written = write_figures(exp, out, names=[e.name for e in entries], progress=not args.quiet)
     print(f"wrote {len(written)} files ({len(entries)} figures, PNG and SVG) to {out}/")
     return 0
-
-
-def lesson_needs(exp):
-    """``(what, get)`` for everything the lessons load: every stage a lesson runs, and the
-    sliders' prepared students (run 1's, as the lessons show them)."""
-    from kdteach.lesson import slider_grid
-    from kdteach.protocol.stages import STAGES, lesson_stages
-
-    for name in lesson_stages():
-        yield f"{name} (lesson {STAGES[name].lesson[:2]})", lambda name=name: exp.run(name)
-    for grid in slider_grid.GRIDS:
-        yield (f"the {grid!r} slider grid",
-               lambda grid=grid: slider_grid.slider_grid(exp, grid, run=0))
 
 
 def prepare_lessons(settings, args) -> int:
     """``python -m kdteach prepare``: train what the lessons need into the cache, with the
     overlap of ``reproduce``; afterwards every lesson opens and runs in seconds."""
     from kdteach.core.resources import intra_op_threads
+    from kdteach.lesson.preparation import lesson_needs
     from kdteach.protocol.experiment import Experiment
     from kdteach.protocol.stages import lesson_stages
 
     exp = Experiment(settings, progress=not args.quiet)
+    print(f"cache: {_folders(exp.cache)}", flush=True)
     start = time.perf_counter()
     # one intra-op thread on a CPU, as the lessons run (``make lab``): the same last bits
     with intra_op_threads(1 if settings.torch_device.type == "cpu" else None):
         exp.reproduce(lesson_stages(), overlap_teachers=overlap_teachers(settings))
-        for _, get in lesson_needs(exp):
-            get()
+        for need in lesson_needs(exp):
+            need.get()
     print(f"the cache {exp.cache.folder} now holds everything the lessons need "
           f"({settings.profile} profile); {time.perf_counter() - start:.1f} s")
     return 0
 
 
+def _folders(cache) -> str:
+    """The cache's folders as one line: where it reads, and where new entries go."""
+    if not cache.enabled:
+        return "off"
+    if len(cache.folders) == 1:
+        return str(cache.folder)
+    return (" then ".join(str(f) for f in cache.folders)
+            + " (new entries go to the first that can be written)")
+
+
 def check_cache(settings, args) -> int:
     """``python -m kdteach cache --check``: load what the lessons need, train nothing; one
-    line per need, exit 1 if anything is missing."""
-    from kdteach.protocol.cache import NotCached
-    from kdteach.protocol.experiment import Experiment
+    line per need, then the cache's state; exit 1 if anything is missing."""
+    from kdteach.lesson.preparation import cache_state
 
-    exp = Experiment(settings, progress=False, may_train=False)
-    missing = 0
-    for what, get in lesson_needs(exp):
-        try:
-            get()
-            print(f"cached   {what}")
-        except NotCached as exc:
-            missing += 1
-            print(f"missing  {what}: {exc}")
-    folder, profile = exp.cache.folder, settings.profile
-    print(f"{folder}: everything the lessons need is cached ({profile} profile)" if not missing
-          else f"{folder}: {missing} missing; `python -m kdteach prepare --profile {profile}` "
-               "trains them")
-    return 0 if not missing else EXIT_FAILED
+    found = cache_state(settings)
+    for what in found.cached:
+        print(f"cached   {what}")
+    for what in found.missing:
+        print(f"missing  {what}")
+    print(found.report())
+    return 0 if not found.missing else EXIT_FAILED
+
+
+def write_lessons(args) -> int:
+    """``python -m kdteach lessons DIR``: the course's notebooks into DIR; exit 1 when a
+    notebook the learner changed was kept, 2 when DIR cannot be used."""
+    from kdteach.lesson.course_files import write_lessons as write
+
+    try:
+        done = write(args.folder, solutions=args.solutions, force=args.force)
+    except OSError as exc:
+        return _fail(f"error: cannot write the notebooks to {args.folder}: "
+                     f"{exc.strerror or exc}", EXIT_USAGE)
+    print(done.report())
+    return EXIT_FAILED if done.kept else 0
 
 
 def _one_line(exc: Exception) -> str:
@@ -388,6 +406,8 @@ def run(args) -> int:
 
         print(stage_table(get_settings(args.profile, "cpu")))
         return 0
+    if args.command == "lessons":
+        return write_lessons(args)
     try:
         settings, out = prepare(args)
         if args.command == "figures":

@@ -360,16 +360,51 @@ def test_prepare_fills_the_cache_with_what_the_lessons_need(tmp_path, capsys, mo
     with monkeypatch.context() as patched:
         patched.setattr(training, "train_many", no_training)
         assert cli.main(["cache", "--check", *TINY]) == cli.EXIT_FAILED
-    empty = capsys.readouterr().out.splitlines()
-    assert all(line.startswith("missing ") for line in empty[:-1])
-    assert len(empty) - 1 == 12 + 2  # the lessons' twelve stages and two slider grids
-    assert "python -m kdteach prepare --profile quick" in empty[-1]
+    empty = capsys.readouterr().out
+    lines = empty.splitlines()
+    assert sum(line.startswith("missing ") for line in lines) == 12 + 2  # stages, grids
+    assert f"cache ({tmp_path / 'cache'}): empty for the quick profile" in empty
+    assert "python -m kdteach prepare --profile quick" in lines[-1]
 
     assert cli.main(["prepare", *TINY, "--quiet"]) == 0
-    assert "now holds everything the lessons need (quick profile)" in capsys.readouterr().out
+    prepared = capsys.readouterr().out
+    assert prepared.startswith(f"cache: {tmp_path / 'cache'}\n")
+    assert "now holds everything the lessons need (quick profile)" in prepared
     monkeypatch.setattr(training, "train_many", no_training)
     assert cli.main(["cache", "--check", *TINY]) == 0
     full = capsys.readouterr().out.splitlines()
-    assert all(line.startswith("cached ") for line in full[:-1])
-    assert "everything the lessons need is cached (quick profile)" in full[-1]
+    assert sum(line.startswith("cached ") for line in full) == 14
+    assert "complete for the quick profile, 14 of 14" in full[-1]
     assert any("three_way_search_jac (lesson 05)" in line for line in full)
+
+
+def test_every_command_that_trains_says_where_the_cache_is(tmp_path, capsys, monkeypatch):
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("KDTEACH_CACHE", f"{tmp_path / 'own'}{os.pathsep}{shared}")
+    assert cli.main(["reproduce", *TINY, "--out", str(tmp_path / "o")]) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert f"cache: {tmp_path / 'own'} then {shared} (new entries go to the first" in "\n".join(
+        first[:3])
+
+
+def test_lessons_writes_the_course_and_keeps_edited_notebooks(tmp_path, capsys):
+    folder = tmp_path / "my course"
+    assert cli.main(["lessons", str(folder)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert (folder / "03_grid_search.ipynb").is_file()
+    assert (folder / "exercises" / "03_choosing_weights.ipynb").is_file()
+    assert not (folder / "solutions").exists()
+    (folder / "03_grid_search.ipynb").write_text("my notes")
+    assert cli.main(["lessons", str(folder), "--solutions"]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "kept 1 you have changed (--force replaces them): 03_grid_search.ipynb" in out
+    assert (folder / "03_grid_search.ipynb").read_text() == "my notes"
+    assert (folder / "solutions" / "03_choosing_weights.ipynb").is_file()
+    assert cli.main(["lessons", str(folder), "--force"]) == 0
+
+
+def test_lessons_into_a_file_is_a_usage_error(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert cli.main(["lessons", str(target)]) == cli.EXIT_USAGE
+    assert "is a file: give a folder" in capsys.readouterr().err

@@ -125,9 +125,45 @@ def test_code_comes_from_kdteach_and_cells_stay_short(nb):
         )
 
 
+def test_the_first_code_cell_checks_the_install_and_names_the_profile(nb):
+    first = code_cells(nb)[0].source
+    assert first.startswith("# extra code: is kdteach installed in this kernel?"), first
+    assert re.search(r"^PROFILE = None  #", first, re.M), "the learner picks the profile here"
+
+
+# a Python where kdteach cannot be found: every finder (an editable install's too) says so
+_WITHOUT_KDTEACH = """
+import sys
+class Hide:
+    def __init__(self, finder):
+        self.finder = finder
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "kdteach":
+            return None
+        return self.finder.find_spec(name, path, target)
+sys.meta_path = [Hide(f) for f in sys.meta_path]
+"""
+
+
+def test_the_install_check_says_in_one_line_how_to_install(nb, tmp_path):
+    import subprocess
+    import sys
+
+    first = code_cells(nb)[0].source
+    run = subprocess.run([sys.executable, "-c", _WITHOUT_KDTEACH + first], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    last = run.stderr.strip().splitlines()[-1]
+    assert run.returncode != 0, run.stderr
+    assert last.startswith("ModuleNotFoundError: kdteach is not installed in this kernel")
+    assert "%pip install kdteach" in last
+    present = subprocess.run([sys.executable, "-c", first], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert present.returncode == 0, present.stderr
+
+
 def test_settings_come_from_the_profile(nb):
     source = "\n".join(c.source for c in code_cells(nb))
-    assert "get_settings()" in source, "read the profile from KDTEACH_PROFILE"
+    assert source.count("get_settings(PROFILE)") == 1, "the profile chosen in the first cell"
     assert not re.search(r"get_settings\(\s*['\"]", source), "never hard-code a profile"
     assert not re.search(r"os\.environ|%env|%set_env", source), "the profile is the reader's choice"
     assert "progress=False" not in source, "every training shows its progress bar"

@@ -404,13 +404,62 @@ def distributions(tmp_path_factory):
     return next(out.glob("*.tar.gz")), next(out.glob("*.whl"))
 
 
-def test_the_wheel_carries_the_solutions_and_the_license_not_the_tests(distributions):
+def test_the_wheel_carries_the_course_the_solutions_and_the_license_not_the_tests(
+        distributions):
     import zipfile
 
     names = zipfile.ZipFile(distributions[1]).namelist()
     assert "kdteach/exercises/solutions.json" in names
+    course = {n.removeprefix("kdteach/lesson/course/") for n in names
+              if n.startswith("kdteach/lesson/course/")}
+    repository = {p.relative_to(ROOT / "notebooks").as_posix()
+                  for p in (ROOT / "notebooks").rglob("*.ipynb")}
+    assert course == repository | {"docs/original_protocol.md"}
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert not [n for n in names if n.startswith("tests/")]
+
+
+def test_a_learner_runs_a_lesson_and_an_exercise_from_the_wheel_alone(distributions, tmp_path):
+    """The wheel in a new virtualenv outside the repository (its dependencies read from this
+    one's packages, after its own), ``python -m kdteach lessons``, then lesson 00 and the
+    first exercise under nbval with the quick profile, the cache in XDG_CACHE_HOME."""
+    import sysconfig
+
+    venv, learner = tmp_path / "venv", tmp_path / "learner"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], capture_output=True, text=True, check=True)
+    Path(purelib.stdout.strip(), "_dependencies.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n")
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                              "--no-deps", "--no-index", "--quiet", str(distributions[1])],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-2000:]
+    learner.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KDTEACH_", "PYTHON", "JUPYTER", "VIRTUAL_ENV"))}
+    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "xdg"), KDTEACH_PROFILE="quick",
+               KDTEACH_DEVICE="cpu", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+
+    def learner_runs(*args, timeout=120):
+        done = subprocess.run([str(python), *args], cwd=learner, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    where = learner_runs("-c", "import kdteach; print(kdteach.__file__)")
+    assert where.startswith(str(venv)), where  # the wheel's kdteach, not the repository's
+    assert "wrote 12 files" in learner_runs("-m", "kdteach", "lessons", "course")
+    assert "def hp_loss" in learner_runs(
+        "-c", "from kdteach import exercises; print(exercises.solution('hp_loss'))")
+    learner_runs("-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+                 "-q", "course/00_setup.ipynb", "course/exercises/01_distillation_loss.ipynb",
+                 timeout=600)
+    checked = subprocess.run([str(python), "-m", "kdteach", "cache", "--check"], cwd=learner,
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert f"cache ({tmp_path / 'xdg' / 'kdteach'}): empty for the quick profile" in (
+        checked.stdout)
 
 
 def test_the_sdist_runs_its_own_tests(distributions, tmp_path):

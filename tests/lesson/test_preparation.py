@@ -1,0 +1,81 @@
+"""What the lessons load from the cache, and the cache's state as lesson 00 reports it."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdteach.lesson import preparation
+from kdteach.lesson.preparation import cache_state, lesson_needs, train_needs
+from kdteach.protocol import training
+from kdteach.protocol.experiment import Experiment
+from kdteach.protocol.stages import STAGES, lesson_stages
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
+from tiny_protocol import tiny  # noqa: E402
+
+
+def test_the_needs_are_every_lesson_stage_and_slider_grid_in_lesson_order():
+    needs = lesson_needs(Experiment(tiny(), cache=False, progress=False))
+    names = [n.name for n in needs]
+    assert set(names) == {f"stage {s}" for s in lesson_stages()} | {
+        "slider grid retrain", "slider grid lgr"}
+    assert [n.lesson for n in needs] == sorted(n.lesson for n in needs)
+    assert all(STAGES[n.name[6:]].lesson.startswith(n.lesson)
+               for n in needs if n.name.startswith("stage "))
+    assert str(needs[0]) == "stage standard_teacher (lesson 01)"
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("looking at the cache must train nothing")
+
+
+def test_an_empty_then_partial_then_complete_cache(tmp_path, monkeypatch):
+    settings, cache = tiny(), tmp_path / "cache"
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "train_many", _no_training)
+        empty = cache_state(settings, cache=cache)
+    assert empty.state == "empty" and not empty.cached and len(empty.missing) == 14
+    assert "empty for the quick profile, 0 of 14" in empty.report()
+    assert "lesson 05 still needs: stage jacobian_matching" in empty.report()
+    assert str(cache) in empty.report()
+
+    Experiment(settings, cache=cache, progress=False).run("standard_teacher")
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "train_many", _no_training)
+        partial = cache_state(settings, cache=cache)
+    assert partial.state == "partial"
+    assert [str(n) for n in partial.cached] == ["stage standard_teacher (lesson 01)"]
+
+    seconds = train_needs(Experiment(settings, cache=cache, progress=False))
+    assert list(seconds) == [n.name for n in empty.missing] and min(seconds.values()) >= 0
+    monkeypatch.setattr(training, "train_many", _no_training)
+    complete = cache_state(settings, cache=cache)
+    assert complete.state == "complete" and not complete.missing
+    assert "complete for the quick profile, 14 of 14" in complete.report()
+
+
+@pytest.fixture
+def times_file(tmp_path, monkeypatch):
+    path = tmp_path / "training_times.json"
+    monkeypatch.setattr(preparation, "TIMES_FILE", path)
+    return path
+
+
+def test_the_gap_is_timed_from_the_measured_times_of_the_profile(tmp_path, times_file):
+    settings = preparation.get_settings("quick", "cpu")
+    names = [n.name for n in lesson_needs(Experiment(settings, cache=False, progress=False))]
+    times_file.write_text(json.dumps({"machine": "a test machine",
+                                      "profiles": {"quick": {n: 10.0 for n in names}}}))
+    state = cache_state(settings, cache=tmp_path / "empty")
+    assert state.missing_seconds == 10.0 * len(names)
+    assert "about 2 minutes on a test machine" in state.report()
+
+
+def test_no_time_is_claimed_for_changed_settings_or_unmeasured_profiles(tmp_path, times_file):
+    times_file.write_text(json.dumps({"machine": "m", "profiles": {"quick": {"x": 1.0}}}))
+    assert cache_state(tiny(), cache=tmp_path / "a").missing_seconds is None  # epochs changed
+    assert cache_state(preparation.get_settings("full", "cpu"),
+                       cache=tmp_path / "b").missing_seconds is None  # not measured
+    assert "about" not in cache_state(tiny(), cache=tmp_path / "c").report()
