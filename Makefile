@@ -18,7 +18,7 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help prepare test test-gpu test-browser reproduce bench bench-step bench-prepare notebooks exercises lab lint slides site clean distclean
+.PHONY: help prepare test test-gpu test-browser reproduce bench bench-step bench-prepare bench-course notebooks exercises lab lint slides site clean distclean
 
 help:
 	@echo "kdteach make targets:"
@@ -32,6 +32,7 @@ help:
 	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"
 	@echo "  make bench-step  stacked step rates beside torch.bmm (benchmarks/step_rates.py)"
 	@echo "  make bench-prepare  each lesson need's training time from an empty cache (PROFILE=$(PROFILE))"
+	@echo "  make bench-course  every lesson run from an empty cache, beside reproduce (PROFILE=$(PROFILE))"
 	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
 	@echo "  make exercises   run notebooks/solutions/ and generate notebooks/exercises/ from them"
 	@echo "  make lab         open the notebooks in JupyterLab"
@@ -85,6 +86,9 @@ bench-step: $(STAMP)
 
 bench-prepare: $(STAMP)
 	$(BIN)/python benchmarks/prepare_times.py --profile $(PROFILE) --progress
+
+bench-course: $(STAMP)
+	$(BIN)/python benchmarks/course.py --profile $(PROFILE)
 
 notebooks: $(STAMP)
 	if $(HAVE_NOTEBOOKS); then \

@@ -203,3 +203,50 @@ def test_step_rates_count_three_products_per_layer_and_report_every_kind(tmp_pat
     assert json.loads(path.read_text()) == rows
     with pytest.raises(SystemExit):
         rates.main(["--runs", "0"])
+
+
+@pytest.fixture(scope="module")
+def course():
+    return load("course")
+
+
+def test_course_cells_that_train_are_slow_or_show_a_progress_bar(course):
+    bar = {"output_type": "display_data",
+           "data": {"text/plain": "stages:  40%|████      | 2/5 [00:03<00:05,  1.2s/it]"}}
+    printed = {"output_type": "stream", "name": "stdout", "text": "50%| not a bar"}
+    cells = [course.CellTiming(1, 0.2, "exp.run('part1')", course.shows_progress_bar(
+                 {"outputs": [bar]})),
+             course.CellTiming(3, 7.5, "slider_grid(exp)", False),
+             course.CellTiming(5, 4.9, "import kdteach", course.shows_progress_bar(
+                 {"outputs": [printed]}))]
+    lesson = course.LessonTiming("01_standard_teacher", 20.0, cells)
+    rows = course.training_cells([lesson], threshold=5.0)
+    assert [(r["cell"], r["progress_bar"]) for r in rows] == [(3, False), (1, True)]
+    assert lesson.cell_seconds == pytest.approx(12.6)
+    assert [p.stem[:2] for p in course.lesson_paths(only=["03", "00"])] == ["00", "03"]
+    with pytest.raises(ValueError, match="no lesson"):
+        course.lesson_paths(only=["09"])
+
+
+def test_course_runs_a_lesson_from_an_empty_cache_beside_reproduce(course, tmp_path, capsys):
+    committed = (course.NOTEBOOKS / "00_setup.ipynb").read_bytes()
+    path = tmp_path / "course.json"
+    out = course.main(["--profile", "quick", "--only", "00", "--runs", "2",
+                       "--epochs-teacher", "1", "--epochs-student", "1", "--json", str(path)])
+    assert (course.NOTEBOOKS / "00_setup.ipynb").read_bytes() == committed
+    saved = json.loads(path.read_text())
+    (lesson,) = saved["lessons"]
+    assert lesson["name"] == "00_setup" and lesson["seconds"] > 0
+    timed = [c for c in lesson["cells"] if c["seconds"] is not None]
+    assert len(timed) == len(lesson["cells"]) > 5  # every code cell ran and was timed
+    assert 0 < lesson["cell_seconds"] < lesson["seconds"]
+    assert "import pandas as pd" in [c["first_line"] for c in lesson["cells"]]
+    assert saved["reproduce"]["seconds"] > 0 and "--no-cache" in saved["reproduce"]["command"]
+    assert saved["course_over_reproduce"] == pytest.approx(
+        lesson["seconds"] / saved["reproduce"]["seconds"])
+    assert saved["settings"]["reproduce_overrides"] == {
+        "runs": 2, "epochs_teacher": 1, "epochs_student": 1}
+    assert saved["total_s"] == out["total_s"] == lesson["seconds"]
+    printed = capsys.readouterr().out
+    assert "machine:" in printed and "load average (1/5/15 min) before" in printed
+    assert "00_setup" in printed and "course/reproduce" in printed

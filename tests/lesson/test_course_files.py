@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from kdteach.lesson import course_files
-from kdteach.lesson.course_files import MANIFEST, course_files as listed, write_lessons
+from kdteach.lesson.course_files import MANIFEST, write_lessons
+from kdteach.lesson.course_files import course_files as listed
 
 ROOT = Path(__file__).resolve().parents[2]
 
