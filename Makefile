@@ -6,6 +6,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch
 PROFILE ?= full
 CHROMIUM ?= /usr/bin/chromium
+# the proxy in front of the hub of `make test-hub`, from npm, kept in build/hub/
+HUB_PROXY_VERSION ?= 4.6.3
+HUB_PROXY = build/hub/node_modules/.bin/configurable-http-proxy
 BIN = $(VENV)/bin
 # the cache of trained models: the package defaults to ~/.cache/kdteach, the repository keeps its own
 export KDTEACH_CACHE ?= $(CURDIR)/artifacts
@@ -18,7 +21,7 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help prepare test test-gpu test-browser reproduce bench bench-step bench-prepare bench-course notebooks exercises lab lint slides site clean distclean
+.PHONY: help prepare test test-gpu test-browser test-hub reproduce bench bench-step bench-prepare bench-course notebooks exercises lab lint slides site clean distclean
 
 help:
 	@echo "kdteach make targets:"
@@ -27,6 +30,7 @@ help:
 	@echo "  make test        lint, unit tests and notebooks on CPU with the quick profile"
 	@echo "  make test-gpu    unit tests and notebooks on CUDA with the full profile"
 	@echo "  make test-browser  JupyterLab and a slide deck checked in chromium (make test runs it)"
+	@echo "  make test-hub    three learners run two lessons on a real JupyterHub (make test runs it)"
 	@echo "  make slides      one offline reveal.js deck per lesson, in slides/"
 	@echo "  make site        the lessons (and solutions) as an offline web site, in site/"
 	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"
@@ -56,9 +60,18 @@ test: $(STAMP)
 		echo "no notebooks/*.ipynb yet: skipping notebook tests"; \
 	fi
 	if $(HAVE_NOTEBOOKS); then $(MAKE) --no-print-directory test-browser; fi
+	if $(HAVE_NOTEBOOKS); then $(MAKE) --no-print-directory test-hub; fi
 
 test-browser: $(STAMP) $(CHROMIUM)
 	KDTEACH_DEVICE=cpu OMP_NUM_THREADS=1 KDTEACH_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -m browser -p no:cacheprovider tests/browser
+
+test-hub: $(STAMP) $(HUB_PROXY)
+	KDTEACH_DEVICE=cpu OMP_NUM_THREADS=1 KDTEACH_HUB_PROXY=$(CURDIR)/$(HUB_PROXY) $(BIN)/python -m pytest -m hub -p no:cacheprovider tests/hub
+
+$(HUB_PROXY):
+	@echo "installing configurable-http-proxy $(HUB_PROXY_VERSION) from npm for the hub test"
+	npm install --prefix build/hub --no-save --no-audit --no-fund \
+		configurable-http-proxy@$(HUB_PROXY_VERSION)
 
 $(CHROMIUM):
 	@echo "installing Debian's chromium for the browser tests (needs root)"
