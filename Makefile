@@ -29,7 +29,7 @@ help:
 	@echo "  make prepare     train into the cache everything the lessons need (PROFILE=$(PROFILE))"
 	@echo "  make test        lint, unit tests and notebooks on CPU with the quick profile"
 	@echo "  make test-gpu    unit tests and notebooks on CUDA with the full profile"
-	@echo "  make test-browser  JupyterLab and a slide deck checked in chromium (make test runs it)"
+	@echo "  make test-browser  JupyterLab, a slide deck and a live RISE slideshow checked in chromium (make test runs it)"
 	@echo "  make test-hub    three learners run two lessons on a real JupyterHub (make test runs it)"
 	@echo "  make slides      one offline reveal.js deck per lesson, in slides/"
 	@echo "  make site        the lessons (and solutions) as an offline web site, in site/"
@@ -124,8 +124,10 @@ slides: $(STAMP)
 site: $(STAMP)
 	KDTEACH_PROFILE=$(PROFILE) $(BIN)/python -m kdteach.publish.site --notebooks notebooks --out site
 
+# jupyter/ holds kdteach-rise-widgets, which lets the widgets draw in RISE's slideshows
 lab: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/jupyter lab notebooks/
+	OMP_NUM_THREADS=1 JUPYTER_PATH=$(CURDIR)/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH} \
+		$(BIN)/jupyter lab notebooks/
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS) $(wildcard notebooks)

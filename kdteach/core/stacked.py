@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import trange
 
 from kdteach.core.losses import LOSS_TERMS, DistillationLoss
 from kdteach.core.models import MLP, MLPSpec
+from kdteach.core.progress import trange
 from kdteach.core.resources import guard_memory, has_free_core
 from kdteach.core.train import (
     EarlyStopping,

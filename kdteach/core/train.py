@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import mean_squared_error, r2_score
-from tqdm.auto import trange
 
 from kdteach.core.losses import (
     DistillationLoss,
@@ -44,6 +43,7 @@ from kdteach.core.losses import (
     teacher_gradient_per_sample,
     teacher_jacobian,
 )
+from kdteach.core.progress import trange
 
 # ---------------------------------------------------------------- checks
 
