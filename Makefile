@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch
 PROFILE ?= full
+COURSE ?= course
 CHROMIUM ?= /usr/bin/chromium
 # the proxy in front of the hub of `make test-hub`, from npm, kept in build/hub/
 HUB_PROXY_VERSION ?= 4.6.3
@@ -21,7 +22,7 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help prepare test test-gpu test-browser test-hub reproduce bench bench-step bench-prepare bench-course notebooks exercises lab lint slides site clean distclean
+.PHONY: help prepare test test-gpu test-browser test-hub reproduce bench bench-step bench-prepare bench-course notebooks exercises assignments lab lint slides site clean distclean
 
 help:
 	@echo "kdteach make targets:"
@@ -39,6 +40,7 @@ help:
 	@echo "  make bench-course  every lesson run from an empty cache, beside reproduce (PROFILE=$(PROFILE))"
 	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
 	@echo "  make exercises   run notebooks/solutions/ and generate notebooks/exercises/ from them"
+	@echo "  make assignments the exercises as an nbgrader course in $(COURSE)/ (source/, release/)"
 	@echo "  make lab         open the notebooks in JupyterLab"
 	@echo "  make lint        ruff check"
 	@echo "  make clean       remove caches, results/ and artifacts/ (keeps $(VENV))"
@@ -117,6 +119,9 @@ exercises: $(STAMP)
 		--ExecutePreprocessor.record_timing=False notebooks/solutions/*.ipynb
 	$(BIN)/python -m kdteach.publish.learner_notebooks --solutions notebooks/solutions \
 		--exercises notebooks/exercises --package-data kdteach/exercises/solutions.json
+
+assignments: $(STAMP)
+	$(BIN)/python -m kdteach.publish.assignments --course $(COURSE) --solutions notebooks/solutions
 
 slides: $(STAMP)
 	$(BIN)/python -m kdteach.publish.slides build notebooks/*.ipynb --out slides

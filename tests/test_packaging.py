@@ -214,8 +214,9 @@ def test_each_part_declares_the_packages_it_imports():
     learner += [PACKAGE / "__init__.py", PACKAGE / "__main__.py"]
     for what, paths, declared in (
         ("the learner's modules (pip install kdteach)", learner, runtime),
-        ("kdteach.publish (pip install kdteach[publish])", (PACKAGE / "publish").rglob("*.py"),
-         runtime | extra_packages(project, "publish")),
+        ("kdteach.publish (pip install kdteach[publish], and kdteach[teach] for nbgrader)",
+         (PACKAGE / "publish").rglob("*.py"),
+         runtime | extra_packages(project, "publish") | extra_packages(project, "teach")),
         ("the tests (make installs .[dev])", (ROOT / "tests").rglob("*.py"),
          runtime | extra_packages(project, "dev")),
     ):

@@ -14,11 +14,16 @@ answers, so an incorrect answer hears *which* mistake it made, never the expecte
 ``hint(name, level)`` gives a hint (level 2 is more concrete) and ``solution(name)`` the
 reference solution, read from the package data file ``solutions.json`` that
 :mod:`kdteach.publish.learner_notebooks` writes from the instructor notebooks.
+``assert_correct(name, answer)`` is the autograded test of a course graded with nbgrader
+(:mod:`kdteach.publish.assignments`): it raises AssertionError unless the check says correct.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import warnings
 from collections.abc import Callable
 from importlib import resources
 
@@ -40,7 +45,8 @@ from kdteach.exercises.verdicts import (
 
 __all__ = [
     "CORRECT", "EXERCISES", "INCORRECT", "NOT_ATTEMPTED", "STATUSES", "Exercise", "Result",
-    "Text", "check", "grid_example", "hint", "names", "not_attempted", "solution",
+    "Text", "assert_correct", "check", "grid_example", "hint", "names", "not_attempted",
+    "solution",
 ]
 
 SOLUTIONS_FILE = "solutions.json"  # package data: {function name: its reference source}
@@ -78,6 +84,21 @@ def check(name: str, answer: Callable) -> Result:
         except Incorrect as wrong:
             return Result(name, INCORRECT, str(wrong))
     return Result(name, CORRECT, praise)
+
+
+def assert_correct(name: str, answer: Callable) -> None:
+    """The autograded test of an exercise: nothing if :func:`check` says ``answer`` is
+    correct, else AssertionError with the verdict, whose message names the mistake.
+
+    An nbgrader test cell calls it. What the answer prints or warns while the checker runs
+    it is dropped: nbgrader scores a cell with any output on stderr as failed, and a correct
+    answer that warns must still pass (an incorrect one fails on its verdict alone)."""
+    with (warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()),
+          contextlib.redirect_stderr(io.StringIO())):
+        warnings.simplefilter("ignore")
+        result = check(name, answer)
+    if result.status != CORRECT:
+        raise AssertionError(repr(result))
 
 
 def hint(name: str, level: int = 1) -> Text:

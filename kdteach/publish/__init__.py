@@ -8,12 +8,15 @@
   and MathJax copied from installed packages instead of fetched from the network;
 * :mod:`~kdteach.publish.saved_widgets`: a notebook's saved widget state drawn as static HTML;
 * :mod:`~kdteach.publish.learner_notebooks`: the learners' exercise notebooks, generated
-  from the instructor's solution notebooks (``make exercises``).
+  from the instructor's solution notebooks with nbgrader's preprocessors (``make exercises``);
+* :mod:`~kdteach.publish.assignments`: the exercises as an nbgrader course, one assignment
+  per exercise notebook (``make assignments``).
 
 They need nbconvert, nbformat, nbclient, jinja2, sphinx-revealjs and jupyter-server-mathjax,
 which a learner does not: ``pip install "kdteach[publish]"`` (``make`` installs them with the
-``dev`` extra). A publishing module imported without them raises an :class:`ImportError`
-that says so (:func:`missing_extra`).
+``dev`` extra); the last two need nbgrader as well: ``pip install "kdteach[teach]"``. A
+publishing module imported or run without them raises an :class:`ImportError` that says so
+(:func:`missing_extra`).
 
 The layers: this package may import any other part of kdteach; no other part imports it.
 """
@@ -26,7 +29,7 @@ EXTRA = "kdteach[publish]"
 INSTALL = f'pip install "{EXTRA}"'
 
 
-def missing_extra(exc: ImportError, module: str = "") -> ModuleNotFoundError:
+def missing_extra(exc: ImportError, module: str = "", extra: str = EXTRA) -> ModuleNotFoundError:
     """The error to raise, ``from exc``, when a publishing dependency cannot be imported::
 
         try:
@@ -35,10 +38,11 @@ def missing_extra(exc: ImportError, module: str = "") -> ModuleNotFoundError:
             raise missing_extra(exc, __name__) from exc
 
     A tool run as a command (``module`` is ``"__main__"``) says it in one line on stderr and
-    exits with code 2 instead: no traceback for a package that is not installed."""
+    exits with code 2 instead: no traceback for a package that is not installed. ``extra``
+    is the extra to install: ``kdteach[teach]`` for the nbgrader tools."""
     name = exc.name or "one of its dependencies"
     message = (f"the publishing tools (kdteach.publish) need {name}, which cannot be imported "
-               f"({exc}): {INSTALL} (make installs it with the dev extra)")
+               f'({exc}): pip install "{extra}" (make installs it with the dev extra)')
     if str(exc).startswith("the publishing tools"):  # said already, by a module it imports
         message = str(exc)
     if module == "__main__":

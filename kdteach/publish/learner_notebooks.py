@@ -1,14 +1,20 @@
 """The learner's exercise notebooks and the package's solutions, generated from the
 instructor notebooks.
 
-The instructor notebooks (``notebooks/solutions/``) are the one source: each reference
-solution sits inside its function between a ``# BEGIN SOLUTION`` and an ``# END SOLUTION``
-line. This tool writes two things from them:
+The instructor notebooks (``notebooks/solutions/``) are the one source, and valid nbgrader
+source notebooks: each reference solution sits inside its function between a
+``# BEGIN SOLUTION`` and an ``# END SOLUTION`` line, in a cell that nbgrader's metadata
+marks as a solution cell (its ``grade_id`` is the function's name); under the function's
+interactive check cell (``exercises.check("name", name)``) a locked, graded test cell calls
+``exercises.assert_correct("name", name)``. This tool writes two things from them:
 
-- the learner notebook of the same name in ``notebooks/exercises/``: that notebook with every
-  such block replaced by a stub that raises ``NotImplementedError`` and each check cell
-  (``exercises.check("name", name)``) showing the verdict on an untouched stub; every other
-  cell keeps its source and its output;
+- the learner notebook of the same name in ``notebooks/exercises/``: the cells' sources are
+  nbgrader's learner view (:func:`learner_view`, the same preprocessors and settings as
+  ``nbgrader generate_assignment``), so every solution block is a stub that raises
+  ``NotImplementedError``; unlike nbgrader's release, which clears every output, each cell
+  keeps the output of the instructor's run (a self-study learner reads them before running
+  anything), except the solution cells, and each check cell shows the verdict on an
+  untouched stub;
 - the package data file ``kdteach/exercises/solutions.json``: {function name: its complete
   source, markers removed}, which ``exercises.solution(name)`` reads.
 
@@ -18,13 +24,14 @@ line. This tool writes two things from them:
 The folders come from ``--solutions``, ``--exercises`` and ``--package-data``; the defaults
 are relative to the current folder, the repository root when ``make exercises`` runs it.
 Reading the solutions needs only the standard library; writing the learner notebooks needs
-``nbformat`` (a development dependency).
+``nbformat`` and nbgrader: ``pip install "kdteach[teach]"`` (the ``dev`` extra holds it).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import json
 import re
 import sys
@@ -32,13 +39,31 @@ from pathlib import Path
 
 from kdteach.exercises import names, not_attempted
 from kdteach.protocol.files import write_text_atomic
+from kdteach.publish import missing_extra
 
 SOLUTIONS_DIR = Path("notebooks/solutions")
 EXERCISES_DIR = Path("notebooks/exercises")
 PACKAGE_DATA = Path("kdteach/exercises/solutions.json")
+TEACH = "kdteach[teach]"  # the extra that installs nbgrader
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+MARKER_WORDS = {BEGIN: "BEGIN SOLUTION", END: "END SOLUTION"}  # a line holding them is a marker
+STUB = 'raise NotImplementedError("replace this line with your code")'
 CHECK_CALL = re.compile(r'^exercises\.check\("(\w+)", (\w+)\)$', re.M)
+TEST_CALL = re.compile(r'^exercises\.assert_correct\("(\w+)", (\w+)\)$', re.M)
 _DEF = re.compile(r"^def (\w+)\(")
+
+# kdteach's options of nbgrader's preprocessors: the learner view uses them, and
+# kdteach.publish.assignments writes them into a course's nbgrader_config.py
+NBGRADER_OPTIONS = {
+    "ClearSolutions": {
+        "code_stub": {"python": STUB},
+        "begin_solution_delimeter": BEGIN,  # sic: nbgrader's spelling
+        "end_solution_delimeter": END,
+    },
+}
+# the preprocessors of `nbgrader generate_assignment` that change what a learner sees, in
+# its order; the others clear outputs, compute checksums or fill the gradebook
+LEARNER_VIEW = ("LockCells", "ClearSolutions", "ClearHiddenTests", "ClearMarkScheme")
 
 
 def solution_notebooks(solutions: Path = SOLUTIONS_DIR) -> list[Path]:
@@ -92,31 +117,60 @@ def solutions_json(solutions: Path = SOLUTIONS_DIR) -> str:
     return json.dumps(sources, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def strip_solutions(source: str) -> str:
-    """``source`` with each solution block replaced by a stub raising NotImplementedError."""
-    out, function, inside = [], None, False
+def check_markers(source: str) -> None:
+    """ValueError unless every solution block of a cell's ``source`` lies in a function's
+    body: a ``# BEGIN SOLUTION`` line, then an ``# END SOLUTION`` line, each a line of its
+    own (nbgrader takes any line that holds the words for a marker), never nested, inside
+    the same ``def``. The learner view replaces each block by the stub, and solutions.json
+    holds the function around it."""
+    try:
+        statements = ast.parse(source).body
+    except SyntaxError as err:
+        raise ValueError(f"line {err.lineno}: the cell is not valid Python ({err.msg})") from None
+    opened = None
     for number, line in enumerate(source.split("\n"), start=1):
-        marker = line.strip()
-        if match := _DEF.match(line):
-            function = match.group(1)
+        marker = next((m for m, words in MARKER_WORDS.items() if words in line), None)
+        if marker is None:
+            continue
+        if line.strip() != marker:
+            raise ValueError(f"line {number}: {marker!r} must stand alone on its line")
+        # the top-level statement the line belongs to: the last one that starts before it
+        inside = next((n for n in reversed(statements) if n.lineno < number), None)
         if marker == BEGIN:
-            if inside or function is None:
+            in_body = isinstance(inside, ast.FunctionDef) and number <= inside.end_lineno
+            if opened is not None or not in_body:
                 raise ValueError(
                     f"line {number}: {BEGIN!r} must open a block inside a function's body, "
                     f"after its def line and before a matching {END!r}"
                 )
-            inside = True
-            indent = line[: len(line) - len(line.lstrip())]
-            out.append(f'{indent}raise NotImplementedError("{function}: write your code here")')
-        elif marker == END:
-            if not inside:
-                raise ValueError(f"line {number}: {END!r} without a {BEGIN!r} before it")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
+            opened = inside
+        elif opened is None:
+            raise ValueError(f"line {number}: {END!r} without a {BEGIN!r} before it")
+        elif inside is not opened:
+            raise ValueError(f"line {number}: {END!r} must close its block inside the same def")
+        else:
+            opened = None
+    if opened is not None:
         raise ValueError(f"a {BEGIN!r} block is never closed by {END!r}")
-    return "\n".join(out)
+
+
+def _holds_solution(cell) -> bool:
+    return cell.cell_type == "code" and any(w in cell.source for w in MARKER_WORDS.values())
+
+
+def learner_view(nb):
+    """nbgrader's learner view of the notebook ``nb`` (a changed copy; ``nb`` stays as it
+    was): what ``nbgrader generate_assignment`` does to the cells' sources and locks, with
+    kdteach's options (:data:`NBGRADER_OPTIONS`), and nothing else: the outputs stay."""
+    try:
+        from nbgrader import preprocessors
+    except ImportError as exc:
+        raise missing_extra(exc, __name__, extra=TEACH) from exc
+    view, resources = copy.deepcopy(nb), {}
+    for name in LEARNER_VIEW:
+        step = getattr(preprocessors, name)(**NBGRADER_OPTIONS.get(name, {}))
+        view, resources = step.preprocess(view, resources)
+    return view
 
 
 def _stub_output(name: str) -> dict:
@@ -136,32 +190,49 @@ def _stub_output(name: str) -> dict:
 def learner_notebook(solution_path: Path):
     """The learner's version of one instructor notebook (an ``nbformat`` notebook).
 
-    Solution blocks become stubs and each check cell shows the verdict on a stub; every
-    other cell, and its output, stays as it is. A cell other than a check that calls an
-    exercise function would show the solution's output, so it is refused.
+    The sources are nbgrader's learner view (:func:`learner_view`); the solution cells lose
+    their outputs, each check cell shows the verdict on a stub, and every other cell keeps
+    its output. A cell holding a solution block must be an nbgrader solution cell, with its
+    blocks inside a function (:func:`check_markers`). A cell other than a check or a test
+    that calls an exercise function would show the solution's output, so it is refused.
     """
     import nbformat
 
+    solution_path = Path(solution_path)
     nb = nbformat.read(solution_path, as_version=4)
-    defined = set()
     for number, cell in enumerate(nb.cells, start=1):
+        if not _holds_solution(cell):
+            continue
+        where = f"{solution_path.name}, cell {number}"
+        try:
+            check_markers(cell.source)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        if not cell.metadata.get("nbgrader", {}).get("solution"):
+            raise ValueError(
+                f"{where}: holds a solution block, but its nbgrader metadata does not make it "
+                "a solution cell (solution: true, with the function's name as grade_id)"
+            )
+    learner = learner_view(nb)
+    defined = set()
+    for number, (cell, source) in enumerate(zip(learner.cells, nb.cells), start=1):
         if cell.cell_type != "code":
             continue
         cell.metadata.pop("execution", None)  # run times of the instructor notebook
-        learner_source = strip_solutions(cell.source)
-        if learner_source != cell.source:
-            defined.update(_defs(cell.source))
-            cell.source = learner_source
+        if _holds_solution(source):
+            defined.update(_defs(source.source))
             cell.outputs = []
         elif check := CHECK_CALL.search(cell.source):
             cell.outputs = [nbformat.from_dict(_stub_output(check.group(1)))]
+        elif TEST_CALL.search(cell.source):
+            continue
         elif used := [n for n in sorted(defined) if re.search(rf"\b{n}\(", cell.source)]:
             raise ValueError(
                 f"{solution_path.name}, cell {number}: calls {', '.join(used)} outside a check "
                 "cell; in the learner notebook that raises NotImplementedError"
             )
-    nbformat.validate(nb)
-    return nb
+    nbformat.validate(learner)
+    return learner
 
 
 def _defs(source: str) -> list[str]:

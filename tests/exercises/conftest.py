@@ -10,17 +10,19 @@ import nbformat
 import pytest
 
 from kdteach import exercises
-from kdteach.publish.learner_notebooks import CHECK_CALL, solution_notebooks
+from kdteach.publish.learner_notebooks import CHECK_CALL, TEST_CALL, solution_notebooks
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"\d\.\d|\de-\d")  # a printed float: a message must never contain one
 
 
 def run_code_cells(path) -> dict:
-    """A notebook's code cells run in one namespace, as a kernel would; checks are skipped."""
+    """A notebook's code cells run in one namespace, as a kernel would; checks and the
+    autograded tests are skipped."""
     namespace: dict = {}
     for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type == "code" and not CHECK_CALL.search(cell.source):
+        if cell.cell_type == "code" and not (CHECK_CALL.search(cell.source)
+                                             or TEST_CALL.search(cell.source)):
             exec(compile(cell.source, str(path), "exec"), namespace)
     return namespace
 

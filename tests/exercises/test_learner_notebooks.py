@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
@@ -16,12 +17,15 @@ from kdteach.publish.learner_notebooks import (
     BEGIN,
     CHECK_CALL,
     END,
+    STUB,
+    TEST_CALL,
     build,
+    check_markers,
     learner_notebook,
+    learner_view,
     main,
     solution_notebooks,
     solution_source,
-    strip_solutions,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,9 +41,16 @@ LESSONS = {
     "04_gradient_matching": "04_gradient_regularisation.ipynb",
     "05_jacobian_matching": "05_going_further.ipynb",
 }
+TEST_SOURCE = ("# nbgrader's test: raises AssertionError until the check above says correct\n"
+               'exercises.assert_correct("{name}", {name})')
 
 
-# --------------------------------------------------------------------------- the notebooks
+def solution_metadata(name: str) -> dict:
+    return {"grade": False, "grade_id": name, "locked": False, "schema_version": 3,
+            "solution": True, "task": False}
+
+
+# --------------------------------------------------------------------------- the tool
 
 
 def test_learner_notebooks_are_generated_from_the_solutions():
@@ -51,15 +62,25 @@ def test_learner_notebooks_are_generated_from_the_solutions():
     assert not orphans
 
 
-def test_strip_solutions_leaves_a_stub_in_the_function():
+def solution_cell(source: str, name: str = "f"):
+    """A code cell that nbgrader's metadata marks as the solution of ``name``."""
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = solution_metadata(name)
+    return cell
+
+
+def test_the_learner_view_leaves_the_stub_in_the_function():
     source = (
         f"import torch\n\n\ndef f(x):\n    '''Doc.'''\n    {BEGIN}\n    y = x\n    return y\n"
         f"    {END}\n"
     )
-    assert strip_solutions(source) == (
-        "import torch\n\n\ndef f(x):\n    '''Doc.'''\n"
-        '    raise NotImplementedError("f: write your code here")\n'
-    )
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": kernel})
+    nb.cells = [solution_cell(source)]
+    view = learner_view(nb)
+    assert view.cells[0].source == f"import torch\n\n\ndef f(x):\n    '''Doc.'''\n    {STUB}\n"
+    assert view.cells[0].metadata["deletable"] is False, "nbgrader's LockCells ran"
+    assert nb.cells[0].source == source, "the notebook given stays as it was"
 
 
 @pytest.mark.parametrize(
@@ -68,24 +89,49 @@ def test_strip_solutions_leaves_a_stub_in_the_function():
         (f"def f():\n    {BEGIN}\n    return 1\n", "never closed"),
         (f"def f():\n    return 1\n    {END}\n", "without a"),
         (f"{BEGIN}\nx = 1\n{END}\n", "inside a function's body"),
-        (f"def f():\n    {BEGIN}\n    {BEGIN}\n    {END}\n", "line 3"),
+        (f"def f():\n    {BEGIN}\n    {BEGIN}\n    return 1\n    {END}\n", "line 3"),
+        (f"def f():\n    return 1  {BEGIN}\n", "stand alone on its line"),
+        (f"def f():\n    {BEGIN}\n    return 1\n\n\nx = 2\n{END}\n", "inside the same def"),
+        ("def f(:\n", "not valid Python"),
     ],
 )
-def test_strip_solutions_refuses_broken_markers(source, message):
+def test_broken_markers_are_refused(source, message):
     with pytest.raises(ValueError, match=message):
-        strip_solutions(source)
+        check_markers(source)
+
+
+def test_markers_inside_a_function_pass():
+    check_markers(f"def f():\n    '''Doc.'''\n    {BEGIN}\n    return 1\n    {END}\n")
+
+
+def test_a_solution_outside_an_nbgrader_solution_cell_is_refused(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"def f():\n    {BEGIN}\n    return 1\n    {END}")]
+    path = tmp_path / "demo.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(ValueError, match="demo.ipynb, cell 1: .* not make it a solution cell"):
+        learner_notebook(path)
 
 
 def test_a_cell_that_calls_an_exercise_outside_a_check_is_refused(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell(f"def hp_loss(s, t):\n    {BEGIN}\n    return s\n    {END}"),
+        solution_cell(f"def hp_loss(s, t):\n    {BEGIN}\n    return s\n    {END}", "hp_loss"),
         nbformat.v4.new_code_cell("print(hp_loss(1, 2))"),
     ]
     path = tmp_path / "demo.ipynb"
     nbformat.write(nb, path)
     with pytest.raises(ValueError, match="demo.ipynb, cell 2: calls hp_loss outside a check"):
         learner_notebook(path)
+
+
+def test_without_nbgrader_the_learner_view_names_the_teach_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nbgrader", None)  # `import nbgrader` now fails
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "kdteach\[teach\]"'):
+        learner_view(nbformat.v4.new_notebook())
+
+
+# --------------------------------------------------------------------------- the notebooks
 
 
 def notebook_pairs():
@@ -110,7 +156,7 @@ def test_notebook_structure(path):
     first = nb.cells[0].source
     assert first.startswith("# Exercises ")
     lesson = LESSONS[path.stem]
-    assert f"**Follows lesson** `notebooks/{lesson}`" in first
+    assert f"**Follows lesson** `{lesson}`" in first
     assert (path.parents[1] / lesson).exists()
     assert re.search(r"\*\*Time\.\*\* Running the notebook takes about \d+ s on a 2-core CPU",
                      first)
@@ -118,7 +164,9 @@ def test_notebook_structure(path):
     assert "you will be able to" in first and re.search(r"^- ", first, re.M)
     assert nb.cells[-1].cell_type == "markdown" and "## Takeaways" in nb.cells[-1].source
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert CHECK_CALL.search(code[-1].source), "the notebook ends with a check call"
+    assert CHECK_CALL.search(code[-2].source) and TEST_CALL.search(code[-1].source), (
+        "the notebook ends with a check and its test")
+    graded = [c for c in nb.cells if "nbgrader" in c.metadata]
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             assert len(cell.source.strip().splitlines()) <= 15, cell.source
@@ -126,8 +174,36 @@ def test_notebook_structure(path):
             prose = nb.cells[index - 1]
             assert prose.cell_type == "markdown" and re.search(r"\$[^$]+\$", prose.source)
             name = re.search(r"^def (\w+)\(", cell.source, re.M).group(1)
-            check = nb.cells[index + 1].source
-            assert check == f'# NBVAL_CHECK_OUTPUT\nexercises.check("{name}", {name})'
+            assert cell.metadata["nbgrader"] == solution_metadata(name)
+            check, test = nb.cells[index + 1], nb.cells[index + 2]
+            assert check.source == f'# NBVAL_CHECK_OUTPUT\nexercises.check("{name}", {name})'
+            assert "nbgrader" not in check.metadata, "the learner's check stays an ordinary cell"
+            assert test.source == TEST_SOURCE.format(name=name)
+            meta = test.metadata["nbgrader"]
+            assert (meta["grade"], meta["locked"], meta["solution"]) == (True, True, False)
+            assert meta["grade_id"] == f"test_{name}" and meta["schema_version"] == 3
+            assert meta["points"] in (1, 2, 3, 4, 5), "a few points each"
+            # JupyterLab's Run All and nbval carry on past the test's AssertionError
+            assert test.metadata["tags"] == ["raises-exception"]
+    assert len(graded) == 2 * len(exercise_order(nb)), "only solutions and tests are graded"
+
+
+# prose naming a place in the repository: a path in it, or a make target
+REPOSITORY_POINTER = re.compile(r"`(?:notebooks|docs|kdteach|tests|benchmarks)/[^`]*`|`make \w+")
+
+
+@pytest.mark.parametrize("path", sorted(SOLUTIONS_DIR.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_prose_about_the_repository_also_serves_a_pip_install(path):
+    """Where the prose points into the repository, it also says what to do after `pip
+    install kdteach`, where `python -m kdteach lessons DIR` writes the notebooks."""
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown" and REPOSITORY_POINTER.search(cell.source):
+            assert "pip install kdteach" in cell.source, cell.source
+            assert "`python -m kdteach lessons DIR`" in cell.source, cell.source
+    first = nbformat.read(path, as_version=4).cells[0].source
+    for where in (f"`notebooks/exercises/{path.name}`", f"`notebooks/solutions/{path.name}`",
+                  "`DIR/exercises/`", "`DIR/solutions/`", "`--solutions`"):
+        assert where in first, f"the first cell names {where}"
 
 
 @pytest.mark.parametrize("solution, learner", notebook_pairs(), ids=lambda p: p.stem)
@@ -144,6 +220,8 @@ def test_stored_verdicts(solution, learner):
             if match := CHECK_CALL.search(cell.source):
                 (out,) = cell.outputs
                 assert out.data["text/plain"].startswith(f"{match.group(1)}: {status}.", 2)
+            if TEST_CALL.search(cell.source):
+                assert cell.outputs == [], "a test passes in silence, and a stub's is not run"
 
 
 def test_learner_notebooks_hide_the_solutions():
