@@ -411,6 +411,7 @@ def test_the_wheel_carries_the_course_the_solutions_and_the_license_not_the_test
 
     names = zipfile.ZipFile(distributions[1]).namelist()
     assert "kdteach/exercises/solutions.json" in names
+    assert "kdteach/lesson/training_times.json" in names
     course = {n.removeprefix("kdteach/lesson/course/") for n in names
               if n.startswith("kdteach/lesson/course/")}
     repository = {p.relative_to(ROOT / "notebooks").as_posix()

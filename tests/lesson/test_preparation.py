@@ -79,3 +79,13 @@ def test_no_time_is_claimed_for_changed_settings_or_unmeasured_profiles(tmp_path
     assert cache_state(preparation.get_settings("full", "cpu"),
                        cache=tmp_path / "b").missing_seconds is None  # not measured
     assert "about" not in cache_state(tiny(), cache=tmp_path / "c").report()
+
+
+def test_the_packaged_times_cover_every_need_of_each_profile_they_name():
+    recorded = json.loads(preparation.TIMES_FILE.read_text())
+    assert recorded["machine"] and recorded["profiles"]
+    for profile, seconds in recorded["profiles"].items():
+        settings = preparation.get_settings(profile, "cpu")
+        exp = Experiment(settings, cache=False, progress=False)
+        assert set(seconds) == {n.name for n in lesson_needs(exp)}, profile
+        assert all(s >= 0 for s in seconds.values()) and sum(seconds.values()) > 0
