@@ -33,23 +33,26 @@ FIT = {"scratch": "Student (Scratch, fit part)",
 STOPPED = {"scratch": "Student (Scratch, fit part, early stopped)",
            "distilled": "Student (Distilled from Expert, fit part, early stopped)"}
 
+# Chosen so that the models a figure draws together stay apart (CIEDE2000 >= 5) for normal
+# vision and, simulated, for protanopia, deuteranopia and tritanopia, and every pair apart
+# for normal vision: tests/lesson/test_colour_vision.py checks it.
 COLORS = {
     TEACHER: "#1f77b4",  # blue
-    EXPERT: "#d62728",  # red
-    SCRATCH: "#7f7f7f",  # grey
-    DISTILLED: "#6baed6",  # light blue: from the teacher
-    DISTILLED_EXPERT: "#fc8d59",  # light red: from the expert
-    LGR: "#2ca02c",  # green
-    REGULARISED: "#9467bd",  # purple
+    EXPERT: "#de2531",  # red
+    SCRATCH: "#707070",  # grey
+    DISTILLED: "#6099c3",  # lighter blue: from the teacher
+    DISTILLED_EXPERT: "#fc4b63",  # rose: from the expert
+    LGR: "#168315",  # green
+    REGULARISED: "#445e7e",  # slate: the teacher with the expert's regularisation
     DISTILLED_REGULARISED: "#c5b0d5",  # light purple
     HP_ONLY["teacher"]: "#9ecae1",
     FRESH["teacher"]: "#08519c",
     HP_ONLY["expert"]: "#fdae6b",
     FRESH["expert"]: "#a63603",
-    YOURS: "#e377c2",  # pink
-    JAC: "#17becf",  # cyan
+    YOURS: "#c26a8f",  # dusty pink
+    JAC: "#002f54",  # navy
     FEAT: "#8c564b",  # brown
-    THREE_WAY: "#e7ba52",  # gold
+    THREE_WAY: "#d42757",  # crimson
     FIT["scratch"]: "#bdbdbd",
     STOPPED["scratch"]: "#525252",
     FIT["distilled"]: "#fdd0a2",

@@ -7,6 +7,7 @@
 * :mod:`~kdteach.publish.offline_html`: the nbconvert exporters behind both, with reveal.js
   and MathJax copied from installed packages instead of fetched from the network;
 * :mod:`~kdteach.publish.saved_widgets`: a notebook's saved widget state drawn as static HTML;
+* :mod:`~kdteach.publish.figure_text`: a text alternative for every figure, from the notebook;
 * :mod:`~kdteach.publish.learner_notebooks`: the learners' exercise notebooks, generated
   from the instructor's solution notebooks with nbgrader's preprocessors (``make exercises``);
 * :mod:`~kdteach.publish.assignments`: the exercises as an nbgrader course, one assignment

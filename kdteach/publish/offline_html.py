@@ -13,6 +13,13 @@ tags; widgets are drawn from their saved state (:mod:`kdteach.publish.saved_widg
 by the JavaScript widget manager; mermaid diagrams are refused (:func:`check_notebook`),
 since the lessons have none. :func:`remote_urls` finds any script or style sheet that
 would still be fetched from the network.
+
+The pages are also meant to be read by everyone: text colours with WCAG contrast
+(:data:`READABLE_COLOURS`), a text alternative for every figure
+(:mod:`kdteach.publish.figure_text`), named widget controls
+(:mod:`kdteach.publish.saved_widgets`), and deck slides fitted to their 1280×720 frame
+(the fit script below; tests/browser/test_accessibility.py and test_slide_fit.py check
+all of it in chromium).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ try:
 except ImportError as exc:
     raise missing_extra(exc) from exc
 
+from kdteach.publish.figure_text import FigureTextPreprocessor
 from kdteach.publish.saved_widgets import CSS as WIDGET_CSS
 from kdteach.publish.saved_widgets import SavedWidgetsPreprocessor
 
@@ -49,19 +57,125 @@ MathJax.Hub.Config({
 <script src="{{ resources.kdteach_static }}/mathjax/MathJax.js?config=CONFIG"></script>
 """.replace("CONFIG", MATHJAX_CONFIG)
 
-_STYLE = f"<style>{WIDGET_CSS}</style>"
+# Colours that everyone can read: nbconvert's lab theme draws the prompts at half opacity
+# (#b0b0b0 on white, 2.2:1) and some code colours below the 4.5:1 that WCAG 2 asks of
+# text (comments #408080, numbers #080, operators #a2f on the #f5f5f5 of a code cell).
+# The same hues, darkened until each has at least 4.5:1 on #f5f5f5 (WCAG's contrast
+# ratio; tests/browser/test_accessibility.py checks the pages with axe-core).
+READABLE_COLOURS = {
+    "--jp-cell-prompt-not-active-opacity": "1",
+    "--jp-cell-prompt-not-active-font-color": "#616161",  # 5.7:1
+    "--jp-cell-inprompt-font-color": "#1a6fb0",  # 4.9:1
+    "--jp-cell-outprompt-font-color": "#b4513a",  # 4.6:1
+    "--jp-mirror-editor-comment-color": "#367373",  # 5.0:1
+    "--jp-mirror-editor-number-color": "#007a00",  # 5.1:1
+    "--jp-mirror-editor-operator-color": "#8a1fd6",  # 5.9:1
+    "--jp-mirror-editor-meta-color": "#8a1fd6",
+    "--jp-mirror-editor-atom-color": "#4d4dff",  # 5.0:1
+    "--jp-mirror-editor-bracket-color": "#707000",  # 4.8:1
+    "--jp-mirror-editor-error-color": "#d00000",  # 5.2:1
+    "--jp-mirror-editor-hr-color": "#666666",  # 5.3:1
+    "--jp-mirror-editor-quote-color": "#007700",  # 5.3:1
+}
+_READABLE = ":root { " + " ".join(f"{k}: {v};" for k, v in READABLE_COLOURS.items()) + " }"
+# A markdown cell scrolls in JupyterLab (overflow: auto); here, a heading's rounding can
+# make it one pixel too tall, a scrolling region that the keyboard cannot reach (axe:
+# scrollable-region-focusable). Its content simply shows instead.
+_MARKDOWN = ".jp-RenderedMarkdown.jp-MarkdownOutput { overflow: visible; }"
+_STYLE = f"<style>{_READABLE}\n{_MARKDOWN}\n{WIDGET_CSS}</style>"
+
+# An image output with the text alternative that kdteach.publish.figure_text put in its
+# metadata (nbconvert's own blocks write none, and nbconvert then adds a generic one).
+_IMAGE_BLOCKS = "".join(f"""
+{{% block {block} scoped %}}
+<div class="jp-RenderedImage jp-OutputArea-output {{{{ extra_class }}}}">
+<img src="data:{mime};base64,{{{{ output.data['{mime}'] {encode}| escape_html }}}}"
+ alt="{{{{ output | get_metadata('alt', '{mime}') | escape_html }}}}"
+{{%- set width = output | get_metadata('width', '{mime}') %}}
+{{%- if width is not none %}} width="{{{{ width | escape_html }}}}"{{% endif %}}
+{{%- set height = output | get_metadata('height', '{mime}') %}}
+{{%- if height is not none %}} height="{{{{ height | escape_html }}}}"{{% endif %}}>
+</div>
+{{% endblock {block} %}}""" for block, mime, encode in (
+    ("data_png", "image/png", ""), ("data_jpg", "image/jpeg", ""),
+    ("data_svg", "image/svg+xml", "| text_base64 "),
+))
+
+# Every slide must fit its 1280x720 frame without scrolling. The rules of
+# kdteach.publish.slides keep what a slide holds short; what a rule cannot measure (how
+# tall a figure, a table or typeset maths is) is fitted here, in the browser, once the
+# slide is shown and its maths typeset: first the slide's figures shrink, down to
+# MIN_FIGURE_SHARE of their height; then, if it is still too tall, the whole slide is
+# scaled down, down to MIN_ZOOM. How a slide was fitted is left in its ``data-kd-fit``
+# attribute ("none", "figures 0.81", "figures 0.55 zoom 0.90"), which
+# tests/browser/test_slide_fit.py reads: a slide that these two steps cannot fit scrolls,
+# and the test names it, so that a rule can split it.
+MIN_FIGURE_SHARE = 0.55
+MIN_ZOOM = 0.75  # the slides' 20-px text stays at 15 px of the 720-px frame or more
+FIGURE_MAX_HEIGHT = 560  # px of the 720-px frame: a figure alone never fills a slide
+
+_FIT_SCRIPT = """
+function kdWhenImagesLoaded(slide, then) {
+  const waiting = Array.from(slide.querySelectorAll("img")).filter(img => !img.complete);
+  let left = waiting.length;
+  if (!left) { then(); return; }
+  waiting.forEach(img => img.addEventListener("load", () => { if (--left === 0) then(); },
+                                              {once: true}));
+}
+function kdFitSlide(slide) {
+  const room = Reveal.getConfig().height;
+  const parts = Array.from(slide.children).filter(c => c.tagName !== "SECTION");
+  const images = Array.from(slide.querySelectorAll("img"));
+  parts.forEach(part => { part.style.zoom = ""; });
+  images.forEach(img => { img.style.maxHeight = ""; });
+  let fit = "none";
+  let over = slide.scrollHeight - room;
+  const tall = images.reduce((sum, img) => sum + img.offsetHeight, 0);
+  if (over > 0 && tall > 0) {
+    const share = Math.max(MIN_FIGURE_SHARE, 1 - over / tall);
+    images.forEach(img => {
+      img.style.maxHeight = Math.floor(img.offsetHeight * share) + "px";
+    });
+    fit = "figures " + share.toFixed(2);
+    over = slide.scrollHeight - room;
+  }
+  let zoom = 1;
+  const scale = z => { parts.forEach(part => { part.style.zoom = z === 1 ? "" : z; }); };
+  if (over > 0) {  // the largest zoom, not below MIN_ZOOM, at which the slide fits
+    let low = MIN_ZOOM, high = 1;
+    scale(low);
+    if (slide.scrollHeight <= room) {
+      for (let step = 0; step < 7; step++) {
+        const middle = (low + high) / 2;
+        scale(middle);
+        if (slide.scrollHeight <= room) { low = middle; } else { high = middle; }
+      }
+    }
+    zoom = low;
+    scale(zoom);
+    fit = (fit === "none" ? "" : fit + " ") + "zoom " + zoom.toFixed(2);
+  }
+  slide.dataset.kdFit = fit;
+}
+""".replace("MIN_FIGURE_SHARE", str(MIN_FIGURE_SHARE)).replace("MIN_ZOOM", str(MIN_ZOOM))
+
+# On a slide, a table's rows are set close (a pandas table of settings or results can be
+# thirty rows tall); its text keeps its size.
+_SLIDE_STYLE = f"""<style>
+.reveal .slides section {{ overflow-y: auto; max-height: 100%; }}
+.reveal .jp-RenderedHTMLCommon td, .reveal .jp-RenderedHTMLCommon th {{
+  padding: 1px 10px; line-height: 1.15; }}
+.reveal .jp-RenderedImage img, .reveal .kd-widget-output img {{
+  max-height: {FIGURE_MAX_HEIGHT}px; width: auto; }}
+</style>"""
 
 # The reveal template, with local scripts only. Reveal.js hides far-away slides, so the
 # maths of a slide is typeset again when it is shown.
 _SLIDES_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% block html_head_js %}{% endblock html_head_js %}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
-{% block html_head_js_mathjax %}""" + _MATHJAX + _STYLE + """
-<style>
-.reveal .slides section { overflow-y: auto; max-height: 100%; }
-.reveal .jp-RenderedImage img { max-height: 60vh; width: auto; }
-</style>
-{% endblock html_head_js_mathjax %}
+{% block html_head_js_mathjax %}""" + _MATHJAX + _STYLE + _SLIDE_STYLE + """
+{% endblock html_head_js_mathjax %}""" + _IMAGE_BLOCKS + """
 {% block footer_js %}
 <script src="{{ reveal_url_prefix }}/dist/reveal.js"></script>
 <script src="{{ reveal_url_prefix }}/plugin/notes/notes.js"></script>
@@ -71,11 +185,18 @@ Reveal.initialize({
   width: {{ reveal_width }}, height: {{ reveal_height }},
   transition: "{{ reveal_transition }}", plugins: [RevealNotes]
 });
-Reveal.on("slidechanged", function (event) {
-  if (window.MathJax && MathJax.Hub) {
-    MathJax.Hub.Queue(["Rerender", MathJax.Hub, event.currentSlide]);
-  }
-});
+""" + _FIT_SCRIPT + """
+function kdShow(slide) {
+  kdWhenImagesLoaded(slide, function () {
+    if (window.MathJax && MathJax.Hub) {
+      MathJax.Hub.Queue(["Rerender", MathJax.Hub, slide], [kdFitSlide, slide]);
+    } else {
+      kdFitSlide(slide);
+    }
+  });
+}
+Reveal.on("ready", function (event) { kdShow(event.currentSlide); });
+Reveal.on("slidechanged", function (event) { kdShow(event.currentSlide); });
 </script>
 {% endblock footer_js %}
 """
@@ -85,7 +206,7 @@ _PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% block jupyter_widgets %}{% endblock jupyter_widgets %}
 {% block html_head_js_mermaidjs %}{% endblock html_head_js_mermaidjs %}
 {% block html_head_js_mathjax %}""" + _MATHJAX + _STYLE + """{% endblock html_head_js_mathjax %}
-"""
+""" + _IMAGE_BLOCKS
 
 
 def _package_dir(package: str) -> Path:
@@ -155,6 +276,7 @@ def exporter(kind: str):
         )
     else:
         raise ValueError(f"kind must be 'slides' or 'page', got {kind!r}")
+    exp.register_preprocessor(FigureTextPreprocessor(), enabled=True)  # before the widgets
     exp.register_preprocessor(SavedWidgetsPreprocessor(), enabled=True)
     return exp
 

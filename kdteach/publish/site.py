@@ -7,8 +7,9 @@ what each covers and how long it takes, both read from the notebook's opening ce
 (its "After it you will be able to" list and its **Time.** paragraph).
 
 A notebook is shown with its saved outputs; one saved without them (a code cell that
-never ran) is executed first with the profile in ``KDTEACH_PROFILE``. MathJax is
-copied into ``site/_static``, so the folder works offline and can be copied whole.
+never ran) is executed first with the profile in ``KDTEACH_PROFILE`` (``--no-execute``
+shows it as saved). MathJax is copied into ``site/_static``, so the folder works offline
+and can be copied whole.
 """
 
 from __future__ import annotations
@@ -145,8 +146,10 @@ outputs; to run it yourself, open it in JupyterLab (<code>make lab</code>).</p>
 """
 
 
-def build_site(notebooks="notebooks", out="site") -> list[Path]:
-    """Write the lesson and solution pages and ``index.html`` into ``out``."""
+def build_site(notebooks="notebooks", out="site", run_unexecuted: bool = True) -> list[Path]:
+    """Write the lesson and solution pages and ``index.html`` into ``out``. A notebook
+    saved without some outputs is run first, unless ``run_unexecuted`` is False: then
+    every page shows its notebook exactly as saved."""
     folder, out = Path(notebooks), Path(out)
     lesson_paths = sorted(folder.glob("*.ipynb"))
     if not lesson_paths:
@@ -160,7 +163,7 @@ def build_site(notebooks="notebooks", out="site") -> list[Path]:
     for path, href, static in jobs:
         nb = _read(path)
         title, summary, goals, time = describe(nb, str(path))
-        if needs_execution(nb):
+        if run_unexecuted and needs_execution(nb):
             print(f"executing {path} (it was saved without outputs)", flush=True)
             execute(nb, path.parent)
         target = out / href
@@ -180,9 +183,11 @@ def main(argv=None) -> int:
     parser.add_argument("--notebooks", default="notebooks",
                         help="folder of the lesson notebooks (default: notebooks/)")
     parser.add_argument("--out", default="site", help="output folder (default: site/)")
+    parser.add_argument("--no-execute", action="store_true",
+                        help="show every notebook as saved, even one saved without outputs")
     args = parser.parse_args(argv)
     try:
-        for path in build_site(args.notebooks, args.out):
+        for path in build_site(args.notebooks, args.out, run_unexecuted=not args.no_execute):
             print(f"wrote {path}")
     except (ValueError, RuntimeError) as exc:
         print(f"python -m kdteach.publish.site: error: {exc}", file=sys.stderr)

@@ -20,6 +20,24 @@ So each heading opens a slide (reveal.js shows slides left to right), and each c
 with its output, a table or a figure, gets a sub-slide of its own below the prose that
 introduces it: a slide holds no more than fits on the screen.
 
+Two more rules apply when a deck is built, to the deck only (the notebook and its
+metadata stay as they are; :func:`deck_cells`):
+
+=====================================================  ==============================
+what a cell holds                                      in the deck
+=====================================================  ==============================
+markdown with a heading (``#`` to ``####``) that is    cut before that heading; the
+not on its first line                                  part from it on: ``subslide``
+code whose output shows text or a table above its      cut before that figure; the
+first figure                                           figures, without the code:
+                                                       ``subslide``
+=====================================================  ==============================
+
+So the closing cell's *Takeaways* and its *Try it* each get a sub-slide, and a figure is
+never squeezed under a long printout. What no rule can measure, how tall a figure, a
+table or typeset maths ends up, is fitted to the 1280×720 frame in the browser
+(:mod:`kdteach.publish.offline_html`: figures shrink first, then the whole slide).
+
 ``python -m kdteach.publish.slides tag notebooks/*.ipynb`` writes the metadata in place (only
 where it differs); ``check`` lists the cells that do not follow the rules; ``build``
 writes one deck per notebook (see :func:`build_decks`). ``make slides`` runs ``build``.
@@ -28,6 +46,8 @@ writes one deck per notebook (see :func:`build_decks`). ``make slides`` runs ``b
 from __future__ import annotations
 
 import argparse
+import copy
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +61,7 @@ except ImportError as exc:
 
 EXTRA_CODE = "# extra code"
 CLOSING_HEADINGS = ("## Takeaways", "## Try it")
+INNER_HEADING = re.compile(r"^#{1,4} ")
 
 
 def _first_line(cell) -> str:
@@ -132,6 +153,84 @@ def tag_files(paths) -> dict[Path, int]:
 # ---------------------------------------------------------------- the decks
 
 
+def heading_parts(source: str) -> list[str]:
+    """``source`` (markdown) cut before every heading line that is not its first line;
+    lines inside fenced code blocks are never headings."""
+    parts, current, fenced = [], [], False
+    for line in source.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        if not fenced and INNER_HEADING.match(line) and "".join(current).strip():
+            parts.append("\n".join(current).strip("\n"))
+            current = []
+        current.append(line)
+    parts.append("\n".join(current).strip("\n"))
+    return [p for p in parts if p.strip()]
+
+
+FIGURE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+
+
+def _is_figure(output) -> bool:
+    return any(mime in output.get("data", {}) for mime in FIGURE_TYPES)
+
+
+def _split_markdown(cell) -> list:
+    parts = heading_parts(cell.source)
+    if len(parts) < 2:
+        return [cell]
+    pieces = []
+    for number, part in enumerate(parts, start=1):
+        piece = copy.deepcopy(cell) if number > 1 else cell
+        piece.source = part
+        if number > 1:
+            piece.metadata.setdefault("slideshow", {})["slide_type"] = "subslide"
+            if "id" in piece:
+                piece["id"] = f"{cell['id']}-{number}"
+        pieces.append(piece)
+    return pieces
+
+
+def _split_figures(nb, index: int) -> list:
+    """Code cell ``index`` of ``nb``, and its figures on a sub-slide of their own when the
+    cell shows anything (printed text, a table) above its first figure."""
+    from kdteach.publish.figure_text import give_alt
+
+    cell = nb.cells[index]
+    outputs = cell.get("outputs", [])
+    first = next((i for i, o in enumerate(outputs) if _is_figure(o)), None)
+    if not first:  # no figure, or a figure first: the cell fits as it is
+        return [cell]
+    give_alt(nb, index)  # while the cell still stands where its text is found
+    figures = copy.deepcopy(cell)
+    figures.outputs = outputs[first:]
+    figures.metadata.setdefault("slideshow", {})["slide_type"] = "subslide"
+    figures.metadata.setdefault("transient", {})["remove_source"] = True  # code shown above
+    if "id" in figures:
+        figures["id"] = f"{cell['id']}-figures"
+    cell.outputs = outputs[:first]
+    return [cell, figures]
+
+
+def deck_cells(nb):
+    """A copy of ``nb`` as its deck shows it, cut by the build rules of this module's
+    docstring: each markdown cell at its inner headings (:func:`heading_parts`), each code
+    cell before the figures that follow its printed output; every part after the first
+    is a sub-slide. The parts keep the cell's other metadata; their cell ids get a suffix
+    (``-2``, ``-figures``)."""
+    deck = copy.deepcopy(nb)
+    cells = []
+    for index, cell in enumerate(deck.cells):
+        if cell.cell_type == "markdown":
+            cells += _split_markdown(cell)
+        elif cell.cell_type == "code" and current_types(deck)[index] != "skip":
+            cells += _split_figures(deck, index)
+        else:
+            cells.append(cell)
+    deck.cells = cells
+    return deck
+
+
 def deck_name(path: Path) -> str:
     return f"{Path(path).stem}.slides.html"
 
@@ -140,8 +239,9 @@ def build_decks(paths, out="slides") -> list[Path]:
     """One reveal.js deck per notebook in ``out``, with reveal.js and MathJax copied into
     ``out/_static``: the folder works offline and can be copied as a whole.
 
-    The decks show the notebooks as saved (their outputs and widget state); a notebook
-    whose slide metadata breaks the rules is refused with the cells to fix.
+    The decks show the notebooks as saved (their outputs and widget state), with the
+    markdown cut at inner headings (:func:`deck_cells`); a notebook whose slide metadata
+    breaks the rules is refused with the cells to fix.
     """
     from kdteach.publish.offline_html import convert, copy_assets
 
@@ -162,7 +262,7 @@ def build_decks(paths, out="slides") -> list[Path]:
     written = []
     for path, nb in notebooks.items():
         target = out / deck_name(path)
-        write_text_atomic(target, convert(nb, "slides", path.stem))
+        write_text_atomic(target, convert(deck_cells(nb), "slides", path.stem))
         written.append(target)
     return written
 

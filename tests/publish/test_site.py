@@ -57,8 +57,8 @@ def test_site_pages_index_and_an_unexecuted_solution(tmp_path, check_offline):
     assert index.index('href="00_zero.html"') < index.index('href="01_first.html"')
     assert "do one thing with $x$;" in index and "Quick profile: seconds." in index
     assert 'href="solutions/01_first_solution.html"' in index
-    assert "54" in (out / "solutions" / "01_first_solution.html").read_text()  # executed
-    assert "42" in (out / "00_zero.html").read_text()
+    assert "<pre>54" in (out / "solutions" / "01_first_solution.html").read_text()  # executed
+    assert "<pre>42" in (out / "00_zero.html").read_text()
     for page in written:
         check_offline(page)
     # the notebook on disk is left as it was
@@ -67,7 +67,7 @@ def test_site_pages_index_and_an_unexecuted_solution(tmp_path, check_offline):
 
 
 def test_site_index_lists_every_lesson_in_order(tmp_path, check_offline):
-    written = site.build_site(ROOT / "notebooks", tmp_path / "site")
+    written = site.build_site(ROOT / "notebooks", tmp_path / "site", run_unexecuted=False)
     index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
     positions = [index.index(f'href="{p.stem}.html"') for p in LESSONS]
     assert positions == sorted(positions)
@@ -117,3 +117,14 @@ def test_the_offline_check_finds_what_a_page_or_its_style_sheets_fetch(tmp_path,
             page.write_text(html_text, encoding="utf-8")
         with pytest.raises(AssertionError):
             check_offline(page)
+
+
+def test_no_execute_shows_a_notebook_as_saved(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    unrun = new_notebook(cells=[opening("00 · Zero"), new_code_cell("print(6 * 9)")])
+    nbformat.write(unrun, folder / "00_zero.ipynb")
+    assert site.main(["--notebooks", str(folder), "--out", str(tmp_path / "s"),
+                      "--no-execute"]) == 0
+    page = (tmp_path / "s" / "00_zero.html").read_text(encoding="utf-8")
+    assert "print" in page and "<pre>54" not in page

@@ -155,3 +155,57 @@ def test_a_failed_deck_write_leaves_no_deck_and_no_temporary(tmp_path, monkeypat
     with pytest.raises(UnicodeEncodeError):  # a lone surrogate cannot be written as UTF-8
         slides.build_decks([path], out)
     assert list(out.iterdir()) == []
+
+
+def test_a_deck_cuts_markdown_before_its_inner_headings():
+    assert slides.heading_parts("## Takeaways\n\n- one\n\n## Try it\n\n1. a") == [
+        "## Takeaways\n\n- one", "## Try it\n\n1. a"]
+    fenced = "Text.\n\n```python\n# a comment, not a heading\n```\n\n### Detail\n\nMore."
+    assert slides.heading_parts(fenced) == ["Text.\n\n```python\n# a comment, not a heading\n```",
+                                            "### Detail\n\nMore."]
+    assert slides.heading_parts("# Title only\n\nprose") == ["# Title only\n\nprose"]
+
+
+def printed_then_figure():
+    cell = new_code_cell("print(test)\nfig = plots.mse_by_model(part1)", execution_count=3)
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="mean MSE 0.3\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=",
+                                                     "text/plain": "<Figure>"}),
+    ]
+    return cell
+
+
+def test_deck_cells_give_try_it_and_a_figure_after_a_printout_their_own_sub_slides():
+    nb = lesson_like()
+    nb.cells.insert(8, printed_then_figure())
+    slides.tag(nb)
+    before = nbformat.writes(nb)
+    deck = slides.deck_cells(nb)
+    assert nbformat.writes(nb) == before  # the notebook is left as it was
+    kinds = slides.current_types(deck)
+    assert len(deck.cells) == len(nb.cells) + 3
+    code, figures = deck.cells[8], deck.cells[9]
+    assert [o.output_type for o in code.outputs] == ["stream"]
+    assert [o.output_type for o in figures.outputs] == ["display_data"]
+    assert kinds[9] == "subslide" and figures.metadata["transient"]["remove_source"]
+    assert "Every model's test MSE" in figures.outputs[0].metadata["image/png"]["alt"]
+    closing, takeaways, try_it = (c.source for c in deck.cells[-3:])
+    assert (closing, takeaways, try_it) == ("Closing words.", "## Takeaways\n\n- one",
+                                            "## Try it\n\n1. a\n2. b")
+    assert kinds[-3:] == ["slide", "subslide", "subslide"]
+    html_text = convert(deck, "slides", "lesson")
+    sections = html_text.split("<section")[1:]
+    (try_it_slide,) = [part for part in sections if ">Try it<" in part]
+    assert "Takeaways" not in try_it_slide
+    (figure_slide,) = [part for part in sections if "data:image/png" in part]
+    assert "print(test)" not in figure_slide and html_text.count("mse_by_model") == 1
+
+
+def test_a_deck_fits_its_slides_in_the_browser_and_sizes_figures_to_the_frame():
+    from kdteach.publish import offline_html
+
+    html_text = convert(lesson_like(), "slides", "lesson")
+    assert "function kdFitSlide(slide)" in html_text and "dataset.kdFit" in html_text
+    assert f"max-height: {offline_html.FIGURE_MAX_HEIGHT}px" in html_text
+    assert 0.5 < offline_html.MIN_FIGURE_SHARE < 1 and 0.7 <= offline_html.MIN_ZOOM < 1
