@@ -41,10 +41,12 @@ def _original_protocol():
     return module
 
 
+bench = _original_protocol()  # the machine and load helpers of `make bench`
+
+
 def measure(profile: str, cache_folder: Path, progress: bool = False) -> tuple[dict, dict]:
     """``(seconds per need, other processes' load)`` for ``profile``, into an empty
     ``cache_folder``, on the CPU with one thread."""
-    bench = _original_protocol()
     torch.set_num_threads(1)
     exp = Experiment(get_settings(profile, "cpu"), cache=cache_folder, progress=progress)
     seconds = {}
@@ -80,7 +82,6 @@ def main(argv=None) -> int:
     parser.add_argument("--progress", action="store_true", help="show the progress bars")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"
-    bench = _original_protocol()
     info = bench.machine_info()
     print(f"load average before: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="kdteach-prepare-times-") as folder:

@@ -15,7 +15,6 @@ from html.parser import HTMLParser
 
 import nbformat
 import pytest
-from lab_server import running_chromium
 from published import (
     LESSONS,
     SOLUTIONS,
@@ -40,12 +39,6 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     return build_published(tmp_path_factory.mktemp("published"))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with running_chromium() as chromium_browser:
-        yield chromium_browser
 
 
 def serious_violations(page, context=None) -> list[str]:

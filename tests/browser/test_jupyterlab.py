@@ -20,7 +20,6 @@ from lab_server import (
     check_clean,
     open_and_run,
     open_notebook,
-    running_chromium,
     running_lab,
     shot,
     start_run_all,
@@ -41,12 +40,6 @@ def lab(tmp_path_factory):
     shutil.copytree(ROOT / "notebooks", work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     with running_lab(home, work) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with running_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from lab_server import (
     WATCH_PROGRESS,
     check_clean,
     open_notebook,
-    running_chromium,
     running_lab,
     shot,
     start_run_all,
@@ -71,12 +70,6 @@ def lab(tmp_path_factory):
                {"theme": RISE_THEME})
     with running_lab(home, work, env={"JUPYTER_PATH": str(ROOT / "jupyter")}) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with running_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import io
 
 import nbformat
 import pytest
-from lab_server import running_chromium
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from published import LESSONS, offline_page, open_deck, show_slide
 
@@ -24,12 +23,6 @@ MEASURE = """() => {
   return {height: slide.scrollHeight, frame: Reveal.getConfig().height,
           fit: slide.dataset.kdFit, start: slide.innerText.trim().slice(0, 60)};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with running_chromium() as chromium_browser:
-        yield chromium_browser
 
 
 @pytest.fixture(scope="module")
