@@ -22,7 +22,7 @@ NBVAL_ARGS = --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 HAVE_NOTEBOOKS = ls notebooks/*.ipynb >/dev/null 2>&1
 
 .DEFAULT_GOAL := help
-.PHONY: help prepare test test-gpu test-browser test-hub reproduce bench bench-step bench-prepare bench-course notebooks exercises assignments lab lint slides site clean distclean
+.PHONY: help prepare test test-gpu test-browser test-hub reproduce bench bench-step bench-input-gradients bench-prepare bench-course notebooks exercises assignments lab lint slides site clean distclean
 
 help:
 	@echo "kdteach make targets:"
@@ -36,6 +36,7 @@ help:
 	@echo "  make site        the lessons (and solutions) as an offline web site, in site/"
 	@echo "  make bench       original-protocol benchmark (benchmarks/original_protocol.py)"
 	@echo "  make bench-step  stacked step rates beside torch.bmm (benchmarks/step_rates.py)"
+	@echo "  make bench-input-gradients  L_GR/L_JAC steps: autograd against matrix products"
 	@echo "  make bench-prepare  each lesson need's training time from an empty cache (PROFILE=$(PROFILE))"
 	@echo "  make bench-course  every lesson run from an empty cache, beside reproduce (PROFILE=$(PROFILE))"
 	@echo "  make notebooks   re-execute notebooks/*.ipynb in place with the full profile"
@@ -98,6 +99,9 @@ bench: $(STAMP)
 
 bench-step: $(STAMP)
 	$(BIN)/python benchmarks/step_rates.py
+
+bench-input-gradients: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/input_gradients.py
 
 bench-prepare: $(STAMP)
 	$(BIN)/python benchmarks/prepare_times.py --profile $(PROFILE) --progress

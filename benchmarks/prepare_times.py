@@ -80,12 +80,20 @@ def main(argv=None) -> int:
     parser.add_argument("--anyway", action="store_true",
                         help="record even if other processes were busy meanwhile")
     parser.add_argument("--progress", action="store_true", help="show the progress bars")
+    parser.add_argument("--cache", type=Path,
+                        help="train into this (empty) cache folder and keep it, e.g. the "
+                             "cache the lessons then load; default: a temporary folder")
     args = parser.parse_args(argv)
+    if args.cache is not None and args.cache.exists() and any(args.cache.iterdir()):
+        parser.error(f"--cache {args.cache} is not empty: the times are from an empty cache")
     os.environ["OMP_NUM_THREADS"] = "1"
     info = bench.machine_info()
     print(f"load average before: {os.getloadavg()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="kdteach-prepare-times-") as folder:
-        seconds, load = measure(args.profile, Path(folder), progress=args.progress)
+    if args.cache is not None:
+        seconds, load = measure(args.profile, args.cache, progress=args.progress)
+    else:
+        with tempfile.TemporaryDirectory(prefix="kdteach-prepare-times-") as folder:
+            seconds, load = measure(args.profile, Path(folder), progress=args.progress)
     print(f"load average after: {os.getloadavg()}")
     for name, s in seconds.items():
         print(f"{s:8.1f} s  {name}")

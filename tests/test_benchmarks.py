@@ -250,3 +250,27 @@ def test_course_runs_a_lesson_from_an_empty_cache_beside_reproduce(course, tmp_p
     printed = capsys.readouterr().out
     assert "machine:" in printed and "load average (1/5/15 min) before" in printed
     assert "00_setup" in printed and "course/reproduce" in printed
+
+
+def test_input_gradients_by_products_equal_autograds_and_the_check_can_fail(capsys):
+    bench = load("input_gradients")
+    import torch as _torch
+
+    from kdteach.core.losses import DistillationLoss
+
+    stack, X, y, targets = bench.setup(n_models=3, batch=16)
+    for weights in (bench.LOSSES["L_JAC"], bench.LOSSES["L_GR"]):
+        diffs = bench.largest_differences(stack, DistillationLoss(**weights), X, y, targets)
+        assert diffs["terms"] < 1e-5 and diffs["gradients"] < 1e-4, diffs
+    # a product that forgets the masks is caught
+    real = bench.input_vjp
+    bench.input_vjp = lambda st, slopes, v: real(st, [_torch.ones_like(s) for s in slopes], v)
+    try:
+        wrong = bench.largest_differences(stack, DistillationLoss(**bench.LOSSES["L_JAC"]), X,
+                                          y, targets)
+    finally:
+        bench.input_vjp = real
+    assert wrong["terms"] > 1e-3
+    assert bench.main(["--models", "2", "--batch", "8", "--min-run-time", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "L_JAC  step: autograd" in out and "products" in out and "plain  step" in out

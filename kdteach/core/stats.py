@@ -11,6 +11,10 @@ t statistic and the p-value. A comparison picked *after* looking at the results 
 best grid point against the worst, say) is marked ``descriptive``: it keeps the
 differences and their mean but carries no t, p or interval, because a test of a
 comparison chosen by its outcome has no valid p-value.
+
+Every description says whether its test is one-sided or two-sided; the interval is always
+the two-sided 95 % t-interval of the mean paired difference, and says so beside a
+one-sided test.
 """
 
 from __future__ import annotations
@@ -114,9 +118,15 @@ class PairedTest:
                            "results, so no p-value)")
         verdict = "significant" if self.significant(level) else "not significant"
         low, high = self.ci95
-        return (f"{head}, 95 % CI [{low:+.4f}, {high:+.4f}]; paired t-test "
+        interval = "95 % CI" if self.alternative == "two-sided" else "two-sided 95 % CI"
+        return (f"{head}, {interval} [{low:+.4f}, {high:+.4f}]; {self.sides} paired t-test "
                 f"(H1: {HYPOTHESES[self.alternative]}) t = {self.t:.2f}, {format_p(self.p)}, "
                 f"{verdict} at {level:g}")
+
+    @property
+    def sides(self) -> str:
+        """``"one-sided"`` (H1 names a direction) or ``"two-sided"``."""
+        return "two-sided" if self.alternative == "two-sided" else "one-sided"
 
     def differences(self) -> pd.DataFrame:
         """One row per run: ``run`` (numbered from 1) and ``difference``, that run's MSE of

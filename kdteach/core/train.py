@@ -437,6 +437,28 @@ class EarlyStopping:
                 current[rows] = best[rows]
 
 
+def replay_early_stopping(val_mse, patience: int) -> tuple[int, int]:
+    """``(best epoch, stopped epoch)``, 1-based, that :class:`EarlyStopping` with
+    ``patience`` would reach on the recorded validation curve ``val_mse`` (one value per
+    epoch, from epoch 1; NaN after the training stopped).
+
+    Training does not depend on the patience until it stops, so a curve recorded with a
+    patience P replays exactly any patience up to P: the lessons' patience slider needs
+    no training. Past the recorded epochs the answer is where the record ends."""
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
+    values = np.asarray(val_mse, dtype=float)
+    best_mse, best, epoch = np.inf, 0, 0
+    for epoch, value in enumerate(values, start=1):
+        if not np.isfinite(value):
+            return best, epoch - 1
+        if value < best_mse:
+            best_mse, best = value, epoch
+        if epoch - best >= patience:
+            break
+    return best, epoch
+
+
 # ---------------------------------------------------------------- one model
 
 

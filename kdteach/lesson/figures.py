@@ -191,6 +191,9 @@ FIGURES: list[TalkFigure] = [
                lambda exp: plots.ternary_heatmap(
                    exp.run("three_way_search_jac").validation, third="jac",
                    chosen=exp.run("three_way_search_jac").chosen)),
+    TalkFigure("05_early_stopping_curves", "Early stopping: validation MSE and the best epochs",
+               lambda exp: plots.early_stopping_curves(exp.run("early_stopping"),
+                                                       noise_var=exp.settings.noise ** 2)),
     TalkFigure("05_early_stopping", "Early stopping: paired differences",
                lambda exp: plots.paired_differences(_tests(exp.run("early_stopping")))),
     TalkFigure("05_costs", "What each model costs and what it gets right", _costs),

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from kdteach.core.stats import PairedTest, format_p
 from kdteach.core.train import HELDOUT, VAL, History, predict
-from kdteach.protocol.names import EXPERT, color, palette
+from kdteach.protocol.names import EXPERT, color, palette, run_label
 from kdteach.protocol.results import StageResult
 
 SLIDE_SIZE = (10, 5.6)  # 16:9 at slide size
@@ -98,20 +98,30 @@ def pred_vs_true(net, data, ax=None, label: str = "model", color=None):
     return fig
 
 
+RESIDUAL_X_LABEL = "prediction ŷ (test)"
+RESIDUAL_Y_LABEL = "residual ŷ − y\n(prediction − true)"
+
+
 def residuals(net, data, ax=None, label: str = "model", color=None):
-    """One model's test residuals (prediction minus label) against the label."""
+    """One model's test residuals (prediction minus label) against its prediction.
+
+    Against the prediction a good model's residuals scatter evenly around zero; against the
+    label every imperfect model's cloud would tilt (regression to the mean), which says
+    nothing about the model.
+    """
     pred, y = _test_predictions(net, data)
     fig, ax = figure_and_axes(ax, figsize=(7, 5.6))
-    sns.scatterplot(x=y, y=pred - y, s=10, alpha=0.5, ax=ax, color=color, edgecolor=None)
+    sns.scatterplot(x=pred, y=pred - y, s=10, alpha=0.5, ax=ax, color=color, edgecolor=None)
     ax.axhline(0.0, color="black", linewidth=1)
     ax.set_title(f"{label}: residuals", fontsize="medium")
-    ax.set_xlabel("true y (test)")
-    ax.set_ylabel("prediction − true")
+    ax.set_xlabel(RESIDUAL_X_LABEL)
+    ax.set_ylabel(RESIDUAL_Y_LABEL)
     return fig
 
 
 def prediction_panels(models, data, run: int = 0, names=None):
-    """Predicted-vs-true (top row) and residuals (bottom row), one column per model.
+    """Predicted-vs-true (top row) and residuals against the prediction (bottom row), one
+    column per model.
 
     ``models``: a StageResult, ``{name: [net per run]}`` or a list of them; ``names``
     picks and orders the columns; ``run`` chooses which run's networks are shown.
@@ -121,14 +131,18 @@ def prediction_panels(models, data, run: int = 0, names=None):
     missing = [n for n in names if n not in models]
     if missing or not names:
         raise ValueError(f"no models named {missing}; have {', '.join(models)}")
-    fig, axes = plt.subplots(2, len(names), figsize=(max(6.0, 3.2 * len(names)), 6.4),
-                             sharex=True, sharey="row", squeeze=False)
+    # each row shares its x axis: the labels above, the predictions below
+    fig, axes = plt.subplots(2, len(names), figsize=(max(6.0, 3.2 * len(names)), 6.8),
+                             sharex="row", sharey="row", squeeze=False)
     for col, name in enumerate(names):
         net = net_of_run(models[name], run)
         pred_vs_true(net, data, ax=axes[0, col], label=name, color=color(name))
         residuals(net, data, ax=axes[1, col], label=name, color=color(name))
         axes[1, col].set_title("")
-    fig.suptitle(f"Test set, run {run + 1}: points on the line are perfect predictions")
+    for ax in axes[:, 0]:  # few ticks: the panels are narrow on a slide
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    fig.suptitle(f"Test set, run {run + 1}\nperfect predictions lie on the diagonal (top) and "
+                 "on zero (bottom)")
     fig.tight_layout()
     return fig
 
@@ -265,6 +279,7 @@ def grid_search_bars(grid: StageResult, ax=None):
                  "ranked by test MSE, as in the original notebook", fontsize="medium")
     ax.set_xlabel(f"test MSE, mean ± std over {grid.settings.n_runs} runs")
     ax.set_ylabel("hard : L_HP weights")
+    ax.set_xlim(left=0)  # a bar's length is its value: the axis starts at zero
     fig.tight_layout()
     return fig
 
@@ -371,26 +386,171 @@ def learning_curves(history, models, noise_var: float | None = None, train_term:
     return fig
 
 
+def early_stopping_curves(stage: StageResult, noise_var: float | None = None, ax=None,
+                          title: str | None = None):
+    """The validation MSE per epoch of each early-stopped student, one line per run, with
+    each run's best epoch (the one whose weights were kept) marked by a dot (log scale).
+
+    ``stage``: the result of a stage trained with early stopping (``early_stopping``): its
+    history holds the validation MSE (term ``"val"``) and its ``best_epochs`` each model's
+    best epoch per run. A line ends where its run stopped, ``patience`` epochs after its
+    best. ``noise_var`` draws the noise floor σ², below which no model's validation MSE
+    can stay on average.
+    """
+    if not stage.best_epochs:
+        raise ValueError(f"{stage.stage} has no best epochs: it was not trained with early "
+                         "stopping (stopping= on a validation set)")
+    frame = _as_history_frame(stage)
+    frame = frame[frame["term"] == VAL]
+    fig, ax = figure_and_axes(ax)
+    for name, best_epochs in stage.best_epochs.items():
+        own = frame[frame["model"] == name]
+        if own.empty:
+            raise ValueError(f"{name}: the history holds no validation MSE (term {VAL!r})")
+        best_mse = []
+        for run, best in enumerate(best_epochs, start=1):
+            curve = own[own["run"] == run].sort_values("epoch")
+            ax.plot(curve["epoch"], curve["loss"], color=color(name), linewidth=1.6,
+                    label=name if run == 1 else "_nolegend_")
+            best_mse.append(float(curve.loc[curve["epoch"] == best, "loss"].iloc[0]))
+        ax.scatter(best_epochs, best_mse, color=color(name), edgecolor="black", linewidth=1,
+                   s=70, zorder=3, label="_nolegend_")
+    if noise_var is not None:
+        ax.axhline(noise_var, color="black", linestyle=":", linewidth=1.5,
+                   label=f"noise floor σ² = {noise_var:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MSE (log scale)")
+    ax.set_title(title or "Early stopping on the validation split: one line per run,\n"
+                 "a dot at each run's best epoch, whose weights are kept", fontsize="medium")
+    ax.legend(fontsize="small", loc="best")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return fig
+
+
+def patience_curves(stage: StageResult, table: pd.DataFrame, run: int = 0, ax=None):
+    """One run's validation MSE per epoch for each early-stopped student of ``stage``
+    (``early_stopping``), with the epoch a patience keeps (a dot) and the epoch it stops at
+    (a dashed line), from ``table`` (:func:`kdteach.protocol.analysis.stopping_at_patience`);
+    ``run`` is 0-based. Lesson 05's patience slider draws it."""
+    frame = _as_history_frame(stage)
+    frame = frame[(frame["term"] == VAL) & (frame["run"] == run + 1)]
+    fig, ax = figure_and_axes(ax)
+    for name in stage.best_epochs:
+        curve = frame[frame["model"] == name].sort_values("epoch")
+        row = table[(table["model"] == name) & (table["run"] == run + 1)].iloc[0]
+        ax.plot(curve["epoch"], curve["loss"], color=color(name), linewidth=1.6, label=name)
+        ax.scatter([row["best epoch"]], [row["validation MSE"]], color=color(name),
+                   edgecolor="black", linewidth=1, s=70, zorder=3, label="_nolegend_")
+        ax.axvline(row["stopped at"], color=color(name), linestyle="--", linewidth=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MSE (log scale)")
+    ax.set_title(f"{run_label(run)}: a dot at the epoch kept, a dashed line where it stops",
+                 fontsize="medium")
+    ax.legend(fontsize="small", loc="upper right")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return fig
+
+
+RUN_LABEL_RISE = 13.0  # points from a dot up to its run number
+RUN_LABEL_GAP = 4.0  # points kept free between two run numbers of a row
+
+
+def spread_centres(wanted, widths, gap: float, low: float = -np.inf,
+                   high: float = np.inf) -> np.ndarray:
+    """Centres for boxes of ``widths`` on a line, each as near its ``wanted`` centre as it
+    can be (least squares) with at least ``gap`` between neighbours, kept within
+    ``[low, high]`` where there is room. Same order and units as ``wanted``.
+
+    Each run of boxes that would collide moves as one block, centred on what its members
+    want (pool adjacent violators on the wanted centres less each box's minimal offset).
+    """
+    wanted = np.asarray(wanted, dtype=float)
+    if wanted.size == 0:
+        return wanted.copy()
+    widths = np.broadcast_to(np.asarray(widths, dtype=float), wanted.shape)
+    order = np.argsort(wanted, kind="stable")
+    want, size = wanted[order], widths[order]
+    steps = (size[:-1] + size[1:]) / 2 + gap  # the least distance between neighbours
+    offsets = np.concatenate([[0.0], np.cumsum(steps)])
+    blocks: list[list[float]] = []  # [sum of the members' starts, number of members]
+    for start in want - offsets:
+        blocks.append([start, 1])
+        while len(blocks) > 1 and blocks[-1][0] / blocks[-1][1] < blocks[-2][0] / blocks[-2][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    centres = np.concatenate([np.full(int(n), total / n) for total, n in blocks]) + offsets
+    centres = np.maximum(centres, low + size / 2)  # into the bounds, keeping the gaps
+    for i in range(1, centres.size):
+        centres[i] = max(centres[i], centres[i - 1] + steps[i - 1])
+    centres = np.minimum(centres, high - size / 2)
+    for i in range(centres.size - 2, -1, -1):
+        centres[i] = min(centres[i], centres[i + 1] - steps[i])
+    placed = np.empty_like(centres)
+    placed[order] = centres
+    return placed
+
+
+def renderer_of(fig):
+    """A renderer that measures ``fig``'s texts as they will be drawn."""
+    canvas = fig.canvas
+    return canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
+
+
+def place_run_labels(ax, rows) -> None:
+    """Move each row's run numbers apart so that no two touch: ``rows`` holds, per row,
+    the dots' x data and their labels (annotations ``RUN_LABEL_RISE`` points above the
+    dots). A number moved off its dot gets a thin line down to it.
+
+    Positions are offsets in points from the dots, measured on the figure as laid out now:
+    a figure drawn larger later only moves the dots further apart.
+    """
+    fig = ax.figure
+    renderer = renderer_of(fig)
+    ax.get_xlim()  # settle the autoscaled limits before reading the transform
+    left, right = ax.get_window_extent(renderer).intervalx
+    points_per_pixel = 72.0 / fig.dpi
+    for diffs, labels in rows:
+        dots = ax.transData.transform(np.column_stack([diffs, np.zeros(len(diffs))]))[:, 0]
+        widths = np.array([label.get_window_extent(renderer).width for label in labels])
+        centres = spread_centres(dots, widths, RUN_LABEL_GAP / points_per_pixel, left, right)
+        for label, dot, centre in zip(labels, dots, centres):
+            shift = float(centre - dot) * points_per_pixel
+            label.xyann = (shift, RUN_LABEL_RISE)
+            if abs(shift) > 1.0:
+                ax.annotate("", label.xy, xytext=(shift, RUN_LABEL_RISE),
+                            textcoords="offset points",
+                            arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.8,
+                                        "shrinkA": 0, "shrinkB": 4})
+
+
 def paired_differences(tests, ax=None, title: str | None = None):
     """The one figure for paired comparisons: for each comparison, every run's difference
     in test MSE (a − b, a dot numbered by its run), the mean difference with its 95 %
     interval (a bar), and the zero line. Left of zero: a did better.
 
     ``tests``: a :class:`~kdteach.core.stats.PairedTest` or a list of them. A descriptive
-    comparison shows its mean without an interval.
+    comparison shows its mean without an interval. Run numbers of nearly equal differences
+    are spread apart, each joined to its dot by a thin line.
     """
     tests = [tests] if isinstance(tests, PairedTest) else list(tests)
     if not tests:
         raise ValueError("give at least one PairedTest")
     fig, ax = figure_and_axes(ax, figsize=(10, 1.2 + 1.1 * len(tests)))
-    labels = []
+    labels, run_labels = [], []
     for row, test in enumerate(tests):
-        diffs = np.asarray(test.diffs)
+        diffs = np.asarray(test.diffs, dtype=float)
         ax.scatter(diffs, np.full(diffs.shape, row), color=color(test.a), edgecolor="black",
                    s=50, zorder=3)
-        for run, d in enumerate(diffs, start=1):
-            ax.annotate(str(run), (d, row), xytext=(0, 7), textcoords="offset points",
-                        ha="center", fontsize="medium", color="0.3")
+        numbers = [ax.annotate(str(run), (d, row), xytext=(0, RUN_LABEL_RISE),
+                               textcoords="offset points", ha="center", va="bottom",
+                               fontsize="medium", color="0.25")
+                   for run, d in enumerate(diffs, start=1)]
+        run_labels.append((diffs, numbers))
         if test.ci95 is not None:
             ax.plot(test.ci95, [row, row], color="black", linewidth=3, alpha=0.6, zorder=2)
             p = format_p(test.p)
@@ -402,22 +562,42 @@ def paired_differences(tests, ax=None, title: str | None = None):
     ax.axvline(0.0, color="tab:red", linewidth=1.2)
     ax.set_yticks(range(len(tests)), labels, fontsize="small")
     ax.set_ylim(len(tests) - 0.5, -0.5)
-    ax.set_xlabel("difference in test MSE per run (left of the red line: the first model "
+    ax.set_xlabel("difference in test MSE per run\n(left of the red line: the first model "
                   "did better)")
     ax.set_title(title or "Paired differences: runs (dots), mean (|) and 95 % interval (bar)",
                  fontsize="medium")
+    fig.tight_layout()  # lay out first: the run numbers are spaced on the final axes
+    place_run_labels(ax, run_labels)
     fig.tight_layout()
     return fig
 
 
+MEASURED_ON_STYLE = {  # validation_vs_test: a marker and a colour per column measured
+    "Mean validation MSE": ("o", "#756bb1"),
+    "Mean test MSE": ("D", "#525252"),
+}
+OTHER_MEASURE_STYLES = (("s", "#b35806"), ("^", "#1b7837"), ("v", "#2166ac"))
+
+
 def validation_vs_test(selection: StageResult, ax=None):
     """Model selection: each grid point's mean validation MSE beside its mean test MSE,
-    with the validation choice and the test-set choice marked."""
+    with the validation choice and the test-set choice marked.
+
+    A dot per measure, side by side within the point's row, not bars: the MSEs of a point
+    lie close together, and a dot's position can be read on an axis that does not start
+    at zero.
+    """
     table = selection.validation
-    long = table.melt(id_vars="Weights", var_name="measured on", value_name="MSE")
+    measured = [c for c in table.columns if c != "Weights"]
     fig, ax = figure_and_axes(ax)
-    sns.barplot(data=long, x="MSE", y="Weights", hue="measured on",
-                palette=["#756bb1", "#bdbdbd"], orient="h", ax=ax)
+    rows = np.arange(len(table))
+    dodge = 0.5 / max(len(measured), 1)  # the measures of a row, one above the other
+    others = iter(OTHER_MEASURE_STYLES * len(measured))
+    for i, column in enumerate(measured):
+        marker, colour = MEASURED_ON_STYLE.get(column) or next(others)
+        ax.scatter(table[column], rows + (i - (len(measured) - 1) / 2) * dodge, marker=marker,
+                   s=90, color=colour, edgecolor="black", linewidth=0.8, zorder=3,
+                   label=column)
     ticks = []
     for name in table["Weights"]:
         mark = []
@@ -426,30 +606,52 @@ def validation_vs_test(selection: StageResult, ax=None):
         if name == selection.best:
             mark.append("best on test (optimistic)")
         ticks.append(name + (f"\n({'; '.join(mark)})" if mark else ""))
-    ax.set_yticks(range(len(ticks)), ticks, fontsize="small")
-    low = float(long["MSE"].min())
-    ax.set_xlim(low * 0.8, float(long["MSE"].max()) * 1.05)
-    ax.set_xlabel(f"mean MSE over {selection.settings.n_runs} runs (axis starts at "
-                  f"{low * 0.8:.2f})")
+    ax.set_yticks(rows, ticks, fontsize="small")
+    ax.set_ylim(len(table) - 0.5, -0.5)
+    ax.set_xlabel(f"mean MSE over {selection.settings.n_runs} runs")
     ax.set_ylabel("hard : L_HP weights")
     ax.set_title("Choosing the weights: validation MSE (fit part of the training set) "
                  "beside test MSE", fontsize="medium")
-    ax.legend(loc="upper right")
+    ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     return fig
 
 
+def log_limits_with_room(values, room_right: float = 0.4) -> tuple[float, float]:
+    """Limits of a log axis around the positive ``values``: a little room on the left and
+    ``room_right`` of the span (in decades) on the right, for a text beside the largest."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return 0.1, 10.0
+    low, high = np.log10(values.min()), np.log10(values.max())
+    span = max(high - low, 1.0)
+    return 10 ** (low - 0.1 * span), 10 ** (high + room_right * span)
+
+
 def gradient_shares(norms: pd.DataFrame, ax=None, title: str | None = None):
     """Each loss term's pull on the student's parameters: the norm of weight × ∂term/∂θ
-    (from :func:`kdteach.core.diagnostics.term_gradient_norms`), on a log scale."""
+    (from :func:`kdteach.core.diagnostics.term_gradient_norms`), on a log scale.
+
+    A dot per term, not a bar: on a log axis a bar's length depends on where it starts,
+    and means nothing; a dot's position is its value.
+    """
     fig, ax = figure_and_axes(ax, figsize=(10, 3.6))
     labels = [TERM_LABELS.get(t, t) for t in norms["term"]]
-    ax.barh(labels, norms["gradient norm"], color=[TERM_COLORS.get(t, "gray")
-                                                    for t in norms["term"]])
-    for y, (value, share) in enumerate(zip(norms["gradient norm"], norms["share of the pull"])):
-        ax.text(value, y, f"  {value:.2e} ({share * 100:.2g} %)", va="center", fontsize="small")
+    values = norms["gradient norm"].to_numpy(dtype=float)
+    rows = np.arange(len(labels))
+    for row in rows:  # a faint guide along each row, from edge to edge
+        ax.axhline(row, color="0.85", linewidth=1, zorder=1)
+    ax.scatter(values, rows, s=110, color=[TERM_COLORS.get(t, "gray") for t in norms["term"]],
+               edgecolor="black", linewidth=0.8, zorder=3)
+    for row, (value, share) in enumerate(zip(values, norms["share of the pull"])):
+        ax.annotate(f"{value:.2e} ({share * 100:.2g} %)", (value, row), xytext=(9, 0),
+                    textcoords="offset points", va="center", fontsize="small")
     ax.set_xscale("log")
-    ax.invert_yaxis()
+    ax.set_xlim(*log_limits_with_room(values))
+    ax.set_yticks(rows, labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.grid(False, axis="y")
     ax.set_xlabel("norm of weight × gradient of the term (log scale)")
     ax.set_title(title or "How hard each term pulls on the student's parameters",
                  fontsize="medium")
@@ -457,38 +659,89 @@ def gradient_shares(norms: pd.DataFrame, ax=None, title: str | None = None):
     return fig
 
 
+TERNARY_TICKS = (0.2, 0.4, 0.6, 0.8)  # on each side; the corners carry "name = 1"
+HEXAGON_SIZE = 900  # marker area in points²: a hexagon about 30 points across
+TICK_FROM, TICK_TO, TICK_TEXT = 15.0, 21.0, 24.0  # points out from a side's point
+
+
+def ternary_xy(hp, third):
+    """Where weights (1 − hp − third, hp, third) lie on the triangle: hard at (0, 0), hp at
+    (1, 0), the third term at the top (1/2, √3/2)."""
+    return hp + third / 2, third * np.sqrt(3) / 2
+
+
+def ternary_sides(third: str) -> list[tuple]:
+    """Each side's weight, the (hp, third) of its point where that weight is ``v``, and the
+    outward direction along which that weight stays constant (where its ticks point)::
+
+        (name, point(v) -> (hp, third), (dx, dy), ha, va)
+
+    hp is read along the bottom, ``third`` along the right side and hard along the left;
+    each side's numbers rise towards the corner of their weight.
+    """
+    root3 = np.sqrt(3) / 2
+    return [
+        ("hp", lambda v: (v, 0.0), (-0.5, -root3), "center", "top"),
+        (third, lambda v: (1.0 - v, v), (1.0, 0.0), "left", "center"),
+        ("hard", lambda v: (0.0, 1.0 - v), (-0.5, root3), "right", "bottom"),
+    ]
+
+
+def draw_ternary_ticks(ax, third: str) -> None:
+    """Ticks and numbers for the three weights on the sides of ``ax``'s triangle, each
+    tick along the line on which its weight stays constant, and "name = 1" at each
+    corner, as the last number of its side."""
+    for name, point, (dx, dy), ha, va in ternary_sides(third):
+        for v in (*TERNARY_TICKS, 1.0):
+            xy = ternary_xy(*point(v))
+            if v < 1.0:
+                ax.annotate("", xy, xytext=(dx * TICK_TO, dy * TICK_TO),
+                            textcoords="offset points",
+                            arrowprops={"arrowstyle": "-", "color": "0.3", "linewidth": 1.2,
+                                        "shrinkA": 0, "shrinkB": TICK_FROM})
+            text = f"{v:g}" if v < 1.0 else f"{name} = 1"
+            ax.annotate(text, xy, xytext=(dx * TICK_TEXT, dy * TICK_TEXT),
+                        textcoords="offset points", ha=ha, va=va, fontsize="medium",
+                        fontweight="bold" if v == 1.0 else "normal")
+
+
 def ternary_heatmap(table: pd.DataFrame, value: str = "Mean validation MSE", third: str = "jac",
                     chosen: str | None = None, ax=None):
     """A three-way weight search on its simplex: each point (hard, hp, ``third``) with
     weights summing to 1 is a hexagon coloured by ``value`` (lower is better); the chosen
     point is circled. ``table`` has columns ``hard``, ``hp``, ``third``, ``value`` and
-    ``Weights`` (the point's name)."""
+    ``Weights`` (the point's name).
+
+    Each side carries one weight's ticks (0.2 to 0.8), rising towards that weight's
+    corner: hp along the bottom, ``third`` on the right, hard on the left. A tick points
+    along the line on which its weight stays the same.
+    """
     for column in ("hard", "hp", third, value, "Weights"):
         if column not in table:
             raise ValueError(f"the table needs a column {column!r}; it has {list(table)}")
-    x = table["hp"] + table[third] / 2
-    y = table[third] * np.sqrt(3) / 2
+    x, y = ternary_xy(table["hp"], table[third])
     fig, ax = figure_and_axes(ax, figsize=(9, 7.5))
     values = table[value].to_numpy(dtype=float)
     top = float(np.quantile(values, 0.9))  # a few very poor points must not flatten the rest
-    points = ax.scatter(x, y, c=np.minimum(values, top), cmap="viridis_r", marker="h", s=900,
-                        edgecolor="white", linewidth=0.5, vmax=top)
+    points = ax.scatter(x, y, c=np.minimum(values, top), cmap="viridis_r", marker="h",
+                        s=HEXAGON_SIZE, edgecolor="white", linewidth=0.5, vmax=top)
     fig.colorbar(points, ax=ax, extend="max" if values.max() > top else "neither",
                  label=f"{value}, lower is better\n(darkest: {top:.3g} or more)")
-    corners = {"hard": (0, 0), "hp": (1, 0), third: (0.5, np.sqrt(3) / 2)}
-    for name, (cx, cy) in corners.items():
-        ax.annotate(f"{name} = 1", (cx, cy), xytext=(0, -22 if cy == 0 else 14),
-                    textcoords="offset points", ha="center", fontsize="medium")
+    draw_ternary_ticks(ax, third)
     if chosen is not None:
         row = table[table["Weights"] == chosen].iloc[0]
-        ax.scatter([row["hp"] + row[third] / 2], [row[third] * np.sqrt(3) / 2], s=1400,
-                   facecolor="none", edgecolor="red", linewidth=2.5, label=f"chosen: {chosen}")
-        ax.legend(loc="upper left", markerscale=0.4)
+        ax.scatter(*ternary_xy(row["hp"], row[third]), s=1400, facecolor="none",
+                   edgecolor="red", linewidth=2.5, label=f"chosen: {chosen}")
+        # below the triangle, where no number of a side can be
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), markerscale=0.4,
+                  frameon=False)
     ax.set_xlim(-0.12, 1.12)
     ax.set_ylim(-0.15, np.sqrt(3) / 2 + 0.12)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(f"Three-way weight search: {value} at each (hard, hp, {third})")
+    ax.set_title(f"Three-way weight search: {value} at each (hard, hp, {third})\n"
+                 "each side's numbers: the weight of the corner they rise towards",
+                 fontsize="medium")
     fig.tight_layout()
     return fig
 

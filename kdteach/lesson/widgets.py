@@ -39,7 +39,8 @@ from kdteach.core.train import evaluate
 from kdteach.lesson import plots, slider_grid, task
 from kdteach.lesson.retrain import PREPARED, TRAINED_NOW, RetrainedStudent, retrain_student
 from kdteach.lesson.slider_grid import prepared_student
-from kdteach.protocol.names import DISTILLED_EXPERT, LGR, SCRATCH, YOURS, run_label
+from kdteach.protocol.analysis import stopping_at_patience
+from kdteach.protocol.names import DISTILLED_EXPERT, FIT, LGR, SCRATCH, STOPPED, YOURS, run_label
 from kdteach.protocol.results import merge
 from kdteach.protocol.settings import get_settings
 
@@ -429,3 +430,47 @@ def lgr_explorer(exp, stages=None, run: int = 0) -> Panel:
     rows = [widgets.HBox([gr, use_gr]), widgets.HBox([hard, hp]),
             widgets.HBox([batch, epochs, button])]
     return Panel(controls, out, rows=rows)
+
+
+# ---------------------------------------------------------------- (e) early stopping's patience
+
+
+def _patience_text(table: pd.DataFrame, patience: int, run: int, stopping) -> str:
+    """One line per early-stopped student: the epoch it keeps in ``run`` and the mean test
+    MSE over the runs, beside its twin trained for every epoch."""
+    twins = {STOPPED[k]: FIT[k] for k in STOPPED}
+    lines = [f"patience {patience} epochs:"]
+    for model, rows in table.groupby("model", sort=False):
+        mine = rows[rows["run"] == run + 1].iloc[0]
+        all_epochs = np.mean(stopping.results[twins[model]]["mse"])
+        lines.append(f"- {model}: in {run_label(run)} keeps epoch {mine['best epoch']} "
+                     f"(stopped at {mine['stopped at']}); mean test MSE over the runs "
+                     f"{rows['test MSE'].mean():.4f}, trained every epoch {all_epochs:.4f}")
+    return "\n".join(lines)
+
+
+def patience_explorer(stopping, run: int = 0) -> Panel:
+    """The patience of early stopping, from 1 to the ``early_stopping`` stage's own, and a
+    run: where each early-stopped student would stop, which epoch it keeps, and that
+    epoch's test MSE, beside its twin trained for every epoch.
+
+    Nothing is trained: a smaller patience stops the same training earlier, so every
+    position is replayed from the validation and test curves recorded in training
+    (:func:`kdteach.protocol.analysis.stopping_at_patience`) and answers at once."""
+    s = stopping.settings
+    patience = widgets.IntSlider(value=s.patience, min=1, max=s.patience, step=1,
+                                 description="patience", continuous_update=False)
+    runs = widgets.Dropdown(options=[(run_label(r), r) for r in range(s.n_runs)], value=run,
+                            description="run")
+    out = widgets.Output()
+
+    def update(_=None):
+        table = stopping_at_patience(stopping, patience.value)
+        show(out, _patience_text(table, patience.value, runs.value, stopping),
+             plots.patience_curves(stopping, table, runs.value))
+
+    patience.observe(update, names="value")
+    runs.observe(update, names="value")
+    update()
+    return Panel({"patience": patience, "run": runs}, out,
+                 rows=[widgets.HBox([patience, runs])])

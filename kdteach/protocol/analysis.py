@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from kdteach.core.costs import LABEL, model_costs
-from kdteach.core.train import evaluate
+from kdteach.core.train import HELDOUT, VAL, evaluate, replay_early_stopping
 from kdteach.protocol.names import EXPERT, TEACHER
 from kdteach.protocol.results import merge
 from kdteach.protocol.seeds import initial_student
@@ -48,3 +48,25 @@ def cost_comparison(exp, students: list[str], min_run_time: float = 1.0,
     mse = {TEACHER: part2.results[TEACHER]["mse"], EXPERT: part2.results[EXPERT]["mse"],
            **{name: found[name]["mse"] for name in students}}
     return table, mse
+
+
+def stopping_at_patience(stopping, patience: int) -> pd.DataFrame:
+    """What early stopping with ``patience`` gives each early-stopped student of the
+    ``early_stopping`` stage, replayed from its recorded validation curve (no training:
+    :func:`kdteach.core.train.replay_early_stopping`): one row per (model, run from 1) with
+    the best epoch, the epoch it stopped at, and the validation and test MSE of the best
+    epoch's weights (the test MSE recorded after that epoch). Up to the stage's own
+    patience the replay is exact."""
+    if patience > stopping.settings.patience:
+        raise ValueError(f"patience {patience} is beyond the recorded {stopping.settings.patience}"
+                         " epochs: the curves stop there")
+    history, rows = stopping.history, []
+    for model in stopping.best_epochs:
+        own = history[history["model"] == model]
+        for run, curves in own.groupby("run"):
+            wide = curves.pivot(index="epoch", columns="term", values="loss").sort_index()
+            best, stopped = replay_early_stopping(wide[VAL].to_numpy(), patience)
+            rows.append({"model": model, "run": int(run), "best epoch": best,
+                         "stopped at": stopped, "validation MSE": wide[VAL].loc[best],
+                         "test MSE": wide[HELDOUT].loc[best]})
+    return pd.DataFrame(rows)

@@ -79,6 +79,15 @@ class Experiment:
         never used to choose)."""
         return self.data.X_test, self.data.y_test
 
+    def training_data(self, part: str = "train") -> tuple:
+        """``(X, y)`` of the whole training set (``"train"``) or of its fit part
+        (``"fit"``, the validation part held out)."""
+        if part == "fit":
+            return self.validation()[:2]
+        if part != "train":
+            raise ValueError(f"part must be 'train' or 'fit', got {part!r}")
+        return self.data.X_train, self.data.y_train
+
     def validation(self) -> tuple:
         """``(X_fit, y_fit, X_val, y_val)``: the training set split for choosing weights."""
         s = self.settings
@@ -169,15 +178,18 @@ class Experiment:
     # -- students --------------------------------------------------------------------
 
     def students(self, part: str, jobs: list[StudentJob], X=None, y=None,
-                 epochs: int | None = None, stopping: tuple | None = None) -> TrainedStudents:
+                 epochs: int | None = None, stopping: tuple | None = None,
+                 stop_epochs: dict | None = None) -> TrainedStudents:
         """Every job of ``jobs`` for every run, trained at once on ``(X, y)`` (default: the
         training set) for ``epochs`` (default: the profile's student epochs), cached as
         ``students-<part>``. ``stopping=((X_val, y_val), patience)`` stops each model early
-        on its validation MSE and restores its best epoch's weights. If
-        :meth:`students_in_background` is training ``part``, waits for it."""
+        on its validation MSE and restores its best epoch's weights;
+        ``stop_epochs={job name: [epochs per run]}`` trains each model for its own number
+        of epochs instead. If :meth:`students_in_background` is training ``part``, waits
+        for it."""
         if ("students", part) in self._pending:  # started with the table's jobs of the part
             return self._join(("students", part))
-        return self._get_students(part, jobs, X, y, epochs, stopping)
+        return self._get_students(part, jobs, X, y, epochs, stopping, stop_epochs=stop_epochs)
 
     def students_in_background(self, stage: str) -> None:
         """Start training the students of ``stage`` (its jobs in the stage table, on the
@@ -189,19 +201,21 @@ class Experiment:
                 lambda stop: self._get_students(stage, jobs, stop=stop))
 
     def _get_students(self, part, jobs, X=None, y=None, epochs=None, stopping=None,
-                      stop: threading.Event | None = None) -> TrainedStudents:
+                      stop: threading.Event | None = None, stop_epochs=None) -> TrainedStudents:
         with self._lock(("students", part)):
-            return self._load_or_train_students(part, jobs, X, y, epochs, stopping, stop)
+            return self._load_or_train_students(part, jobs, X, y, epochs, stopping, stop,
+                                                stop_epochs)
 
-    def _load_or_train_students(self, part, jobs, X, y, epochs, stopping, stop
-                                ) -> TrainedStudents:
+    def _load_or_train_students(self, part, jobs, X, y, epochs, stopping, stop,
+                                stop_epochs=None) -> TrainedStudents:
         X = self.data.X_train if X is None else X
         y = self.data.y_train if y is None else y
         epochs = self.settings.epochs_student if epochs is None else epochs
         # the teachers first: the key records their weights, so new teachers mean new students
         teachers = {kind: self.teachers(kind)
                     for kind in sorted({job.teacher for job in jobs if job.teacher})}
-        key = students_key(self.settings, part, jobs, X, y, epochs, stopping, teachers)
+        key = students_key(self.settings, part, jobs, X, y, epochs, stopping, teachers,
+                           stop_epochs)
         payload = self.cache.load(f"students-{part}", key)
         if payload is not None:
             models = {name: [self.student_from_state(state) for state in states]
@@ -209,7 +223,8 @@ class Experiment:
             return TrainedStudents(models, pd.DataFrame(payload["history"]),
                                    payload.get("best_epochs") or {})
         self.check_may_train(f"the students of {part}")
-        trained = train_students(self, jobs, teachers, X, y, epochs, stopping, stop)
+        trained = train_students(self, jobs, teachers, X, y, epochs, stopping, stop,
+                                 stop_epochs)
         self.cache.save(f"students-{part}", key, {
             "best_epochs": trained.best_epochs,
             "states": {name: [cpu_state(net) for net in nets]

@@ -29,6 +29,9 @@ def teacher_key(settings: Settings, kind: str, run: int) -> dict:
         "what": f"{kind}-teacher", "run": run, "epochs": s.epochs_teacher,
         "lr": s.lr_teacher, "weight_decay": getattr(s, recipe.weight_decay),
         "shuffle": recipe.shuffle_role, **data_key(s),
+        # the fit part is fixed by the validation split's settings
+        **({"trained_on": "fit", "val_size": s.val_size, "val_seed": s.val_seed}
+           if recipe.trained_on == "fit" else {}),
     }
 
 
@@ -44,10 +47,12 @@ def weights_fingerprint(net) -> str:
 
 
 def students_key(settings: Settings, part: str, jobs, X, y, epochs: int,
-                 stopping: tuple | None, teachers: dict) -> dict:
+                 stopping: tuple | None, teachers: dict, stop_epochs: dict | None = None
+                 ) -> dict:
     """The students of one training ``part``: its jobs, the weights of the teachers that
     taught them (``teachers``: {kind: [net per run]}), the inputs they were trained on
-    and, with early stopping, the validation set and the patience."""
+    and, with early stopping, the validation set and the patience; with each model's own
+    epochs (``stop_epochs``), those."""
     s = settings
     key = {
         "what": f"students-{part}", "runs": s.n_runs, "epochs": epochs,
@@ -61,4 +66,7 @@ def students_key(settings: Settings, part: str, jobs, X, y, epochs: int,
     if stopping is not None:
         (X_val, y_val), patience = stopping
         key["stopping"] = [len(X_val), float(X_val.sum()), float(y_val.sum()), patience]
+    if stop_epochs is not None:
+        key["epochs"] = {name: [int(e) for e in per_run]
+                         for name, per_run in sorted(stop_epochs.items())}
     return key

@@ -24,6 +24,17 @@ FRESH = {"teacher": "Student (Teacher outputs, fresh inputs)",
          "expert": "Student (Expert outputs, fresh inputs)"}
 YOURS = "Your student"
 
+# the baseline given the same chance as the method: each run's epochs chosen on the
+# validation part (teachers trained on the fit part only), then trained on the whole
+# training set for that many epochs
+TUNED = {"scratch": "Student (Scratch, epochs chosen on validation)",
+         "distilled": "Student (Distilled, epochs chosen on validation)",
+         "distilled_expert": "Student (Distilled from Expert, epochs chosen on validation)"}
+# teachers trained on the fit part of the training set only, for choices made on its
+# validation part
+TEACHER_FIT = "Teacher (fit part only)"
+EXPERT_FIT = "Expert Teacher (fit part only)"
+
 # models of the going-further lesson
 JAC = "Student (Distilled with L_JAC)"
 FEAT = "Student (Distilled with L_FEAT)"
@@ -53,9 +64,14 @@ COLORS = {
     JAC: "#002f54",  # navy
     FEAT: "#8c564b",  # brown
     THREE_WAY: "#d42757",  # crimson
-    FIT["scratch"]: "#bdbdbd",
+    TUNED["scratch"]: "#000000",  # black: scratch given the method's chance
+    TUNED["distilled"]: "#3f00ff",  # violet-blue
+    TUNED["distilled_expert"]: "#7f0000",  # maroon
+    TEACHER_FIT: "#0f2323",
+    EXPERT_FIT: "#5a1a1a",
+    FIT["scratch"]: "#303030",
     STOPPED["scratch"]: "#525252",
-    FIT["distilled"]: "#fdd0a2",
+    FIT["distilled"]: "#c36df7",
     STOPPED["distilled"]: "#d94801",
 }
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kdteach.core.losses import DistillationLoss
 from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, TeacherNet
-from kdteach.protocol.names import EXPERT, REGULARISED, TEACHER
+from kdteach.protocol.names import EXPERT, EXPERT_FIT, REGULARISED, TEACHER, TEACHER_FIT
 
 
 @dataclass(frozen=True)
@@ -17,13 +17,23 @@ class TeacherRecipe:
     net: type
     weight_decay: str  # the Settings field holding its weight decay
     shuffle_role: str  # whose batches it sees (the ablation sees the standard teacher's)
+    # "train": the whole training set; "fit": its fit part only, so that a choice made on
+    # the validation part never sees labels a teacher was trained on
+    trained_on: str = "train"
+    student_first: bool = True  # its run draws the student template before it (seeds.py)
 
 
 TEACHER_RECIPES = {
     "teacher": TeacherRecipe(TEACHER, TeacherNet, "weight_decay_teacher", "teacher"),
-    "expert": TeacherRecipe(EXPERT, ExpertTeacherNet, "weight_decay_expert", "expert"),
+    "expert": TeacherRecipe(EXPERT, ExpertTeacherNet, "weight_decay_expert", "expert",
+                            student_first=False),
     "regularised": TeacherRecipe(REGULARISED, RegularisedTeacherNet, "weight_decay_expert",
                                  "teacher"),
+    # the same initial weights and shuffles as "teacher" and "expert", on the fit part
+    "teacher_fit": TeacherRecipe(TEACHER_FIT, TeacherNet, "weight_decay_teacher", "teacher",
+                                 trained_on="fit"),
+    "expert_fit": TeacherRecipe(EXPERT_FIT, ExpertTeacherNet, "weight_decay_expert", "expert",
+                                trained_on="fit", student_first=False),
 }
 TEACHER_KINDS = {kind: recipe.name for kind, recipe in TEACHER_RECIPES.items()}
 

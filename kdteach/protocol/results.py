@@ -44,6 +44,8 @@ class StageResult:
     chosen: str | None = None  # the grid point chosen on the validation split
     validation: pd.DataFrame | None = None  # validation and test MSE of the points chosen from
     best_epochs: dict = field(default_factory=dict)  # early stopping: {model: [per run]}
+    # model selection: the point chosen with teachers that saw the validation labels
+    leaked_choice: str | None = None
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -64,6 +66,13 @@ class StageResult:
         table = self.runs.pivot(index="run", columns="model", values="mse")
         names = list(names) if names is not None else list(self.results)
         return table[names]
+
+    def chosen_epochs(self) -> pd.DataFrame:
+        """The epochs early stopping chose (``best_epochs``): one row per run (from 1),
+        one column per model."""
+        table = pd.DataFrame(self.best_epochs)
+        table.index = pd.RangeIndex(1, len(table) + 1, name="run")
+        return table
 
     def report(self) -> str:
         """The stage's table and comparisons as text."""

@@ -47,10 +47,11 @@ def blank_student(n_features: int = 10) -> StudentNet:
 def initial_teacher(kind: str, run: int, n_features: int = 10) -> MLP:
     """A teacher's initial weights in the original's order: for the standard teacher (and
     its regularised twin) the student template is drawn first; the expert is drawn right
-    after ``torch.manual_seed(run)``."""
+    after ``torch.manual_seed(run)``. A teacher trained on the fit part only starts where
+    its whole-training-set twin starts."""
     check_teacher_kind(kind)
     with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(run)
-        if kind != "expert":
+        if TEACHER_RECIPES[kind].student_first:
             StudentNet(n_features)
         return TEACHER_RECIPES[kind].net(n_features)

@@ -17,9 +17,9 @@ def train_teachers(exp, kind: str, runs: list[int], stop=None) -> tuple[list, pd
     """The teachers of ``kind`` for ``runs``, trained together in one stack; and their
     long history."""
     s, recipe = exp.settings, TEACHER_RECIPES[kind]
+    X, y = exp.training_data(recipe.trained_on)
     trained, history = train_many(
-        [initial_teacher(kind, run, s.n_features).to(exp.device) for run in runs],
-        exp.data.X_train, exp.data.y_train,
+        [initial_teacher(kind, run, s.n_features).to(exp.device) for run in runs], X, y,
         num_epochs=s.epochs_teacher, lr=s.lr_teacher,
         weight_decay=getattr(s, recipe.weight_decay), batch_size=s.batch_size,
         seeds=[shuffle_seed(run, recipe.shuffle_role) for run in runs],
@@ -29,12 +29,21 @@ def train_teachers(exp, kind: str, runs: list[int], stop=None) -> tuple[list, pd
     return trained, history_frame(history, [(recipe.name, run) for run in runs])
 
 
-def train_students(exp, jobs, teachers: dict, X, y, epochs: int, stopping=None, stop=None
-                   ) -> TrainedStudents:
+def train_students(exp, jobs, teachers: dict, X, y, epochs: int, stopping=None, stop=None,
+                   stop_epochs: dict | None = None) -> TrainedStudents:
     """Every job for every run, trained together in one stack from run ``i``'s shared
-    initial student, each with its own shuffle; ``teachers``: {kind: [net per run]}."""
+    initial student, each with its own shuffle; ``teachers``: {kind: [net per run]}.
+
+    ``stop_epochs={job name: [epochs per run]}``: each model is trained for its own number
+    of epochs (the stack trains for the largest, and each model keeps its weights of its
+    own last epoch, bit for bit what training it alone that long gives); ``epochs`` is
+    then ignored, and each model's history ends at its own last epoch."""
     s = exp.settings
     runs_jobs = [(run, job) for run in range(s.n_runs) for job in jobs]  # run-major
+    own_epochs = None
+    if stop_epochs is not None:
+        own_epochs = [int(stop_epochs[job.name][run]) for run, job in runs_jobs]
+        epochs = max(own_epochs)
     trained, history = train_many(
         [initial_student(run, s.n_features).to(exp.device) for run, _ in runs_jobs],
         X, y, [job.loss for _, job in runs_jobs],
@@ -45,9 +54,17 @@ def train_students(exp, jobs, teachers: dict, X, y, epochs: int, stopping=None, 
         labels=[f"{run_label(run)}: {job.name}" for run, job in runs_jobs],
         heldout=exp.heldout, progress=exp.progress,
         desc=f"{len(jobs)} student(s) x{s.n_runs} runs", on_epoch=stop_when(stop),
+        snapshot_epochs=None if own_epochs is None else sorted(set(own_epochs)),
         **({} if stopping is None else {"val": stopping[0], "patience": stopping[1]}))
-    models = {job.name: trained[j :: len(jobs)] for j, job in enumerate(jobs)}
     frame = history_frame(history, [(job.name, run) for run, job in runs_jobs])
+    if own_epochs is not None:
+        for net, own, m in zip(trained, own_epochs, range(len(trained))):
+            net.load_state_dict(history.snapshots[own][m])
+        last = {(job.name, run + 1): own for (run, job), own in zip(runs_jobs, own_epochs)}
+        keep = [epoch <= last[(model, run)] for model, run, epoch
+                in zip(frame["model"], frame["run"], frame["epoch"])]
+        frame = frame[keep].reset_index(drop=True)
+    models = {job.name: trained[j :: len(jobs)] for j, job in enumerate(jobs)}
     best_epochs = {}
     if stopping is not None:
         best = [int(b) for b in history.best_epoch]

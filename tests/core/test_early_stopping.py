@@ -332,3 +332,19 @@ def test_early_stopping_refuses_the_feat_term_whose_adapter_it_cannot_restore():
         train(StudentNet(), ds.X_train, ds.y_train, DistillationLoss(hard=0.5, feat=0.5),
               TeacherNet(), num_epochs=1, lr=1e-3, val=(ds.X_test, ds.y_test), patience=2,
               progress=False)
+
+
+def test_replaying_a_recorded_curve_gives_what_early_stopping_gave():
+    from kdteach.core.train import EarlyStopping, replay_early_stopping
+
+    curve = [5.0, 4.0, 4.5, 3.0, 3.5, 3.2, 3.1, 3.4, np.nan, np.nan]
+    stopping = EarlyStopping([torch.zeros(1, 1)], 3, ["m"])
+    for epoch, value in enumerate(curve[:8], start=1):
+        if stopping.active[0]:
+            stopping.update(epoch, torch.tensor([value]))
+    assert replay_early_stopping(curve, 3) == (int(stopping.best_epoch[0]),
+                                               int(stopping.stopped_epoch[0])) == (4, 7)
+    assert replay_early_stopping(curve, 1) == (2, 3)  # the first epoch without improvement
+    assert replay_early_stopping(curve, 50) == (4, 8)  # the record ends before the patience
+    with pytest.raises(ValueError, match="patience must be an integer >= 1"):
+        replay_early_stopping(curve, 0)

@@ -158,6 +158,17 @@ def test_describe_reports_the_numbers_in_words():
     assert ("not significant" in text) == (not res.significant())
 
 
+def test_every_description_says_which_sided_test_and_which_interval():
+    one = paired_test(RESULTS, "Student (Distilled)", "Student (Scratch)", alternative="less")
+    two = paired_test(RESULTS, "Student (Distilled)", "Student (Scratch)")
+    assert one.sides == "one-sided" and two.sides == "two-sided"
+    assert "one-sided paired t-test" in one.describe()
+    assert "two-sided 95 % CI" in one.describe()  # the interval beside a one-sided test
+    assert "two-sided paired t-test" in two.describe() and "two-sided 95 % CI" not in \
+        two.describe()
+    assert one.ci95 == two.ci95  # the interval does not depend on the test's sides
+
+
 def test_change_in_words_never_says_negative_improvement():
     assert change_words(-3.63) == "lower by 3.6 %"
     assert change_words(2.63) == "higher by 2.6 %"

@@ -222,3 +222,19 @@ def test_a_saved_panel_shows_its_last_figure_and_names_its_controls(exp):
     text = grid._repr_mimebundle_()["text/plain"]
     assert "Retrain" in text and "press Retrain" in text
     assert "image/png" not in grid._repr_mimebundle_()  # nothing drawn yet
+
+
+def test_patience_explorer_replays_each_patience_at_once(exp):
+    stopping = exp.run("early_stopping")
+    panel = widgets.patience_explorer(stopping)
+    start = widgets.output_text(panel.out)
+    assert f"patience {exp.settings.patience} epochs" in start
+    for model, per_run in stopping.best_epochs.items():  # the stage's own choice, run 1
+        assert f"{model}: in run 1 keeps epoch {per_run[0]} " in start
+    assert shown(panel)
+    panel.controls["patience"].value = 1
+    one = widgets.output_text(panel.out)
+    assert "patience 1 epochs" in one and one != start
+    panel.controls["run"].value = 1
+    assert "in run 2 keeps epoch" in widgets.output_text(panel.out)
+    assert panel.controls["patience"].max == exp.settings.patience

@@ -25,6 +25,7 @@ from kdteach.protocol.names import (
 )
 from kdteach.protocol.results import last_epoch, merge
 from kdteach.protocol.seeds import initial_student
+from kdteach.protocol.stages import LEAKED
 
 
 def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
@@ -193,7 +194,7 @@ def test_model_selection_chooses_on_validation_never_on_test(lessons, monkeypatc
     exp, stages = lessons
     result = stages["model_selection"]
     table = result.validation
-    assert list(table.columns) == ["Weights", "Mean validation MSE", "Mean test MSE"]
+    assert list(table.columns) == ["Weights", "Mean validation MSE", LEAKED, "Mean test MSE"]
     assert result.chosen == table.iloc[0]["Weights"]
     assert table["Mean validation MSE"].is_monotonic_increasing
     X_fit, _, X_val, _ = exp.validation()

@@ -38,6 +38,7 @@ def test_a_network_built_in_another_thread_does_not_shift_a_teacher_being_built(
     """A student loaded from the cache in the main thread while a teacher is built in the
     second one: building either draws from torch's global generator, so without the lock
     the teacher's initial weights would depend on timing."""
+    import dataclasses
     import threading
 
     from kdteach.protocol import recipes, seeds
@@ -52,9 +53,7 @@ def test_a_network_built_in_another_thread_does_not_shift_a_teacher_being_built(
             go.wait(timeout=10)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setitem(recipes.TEACHER_RECIPES, "expert",
-                        recipes.TeacherRecipe(real.name, Paused, real.weight_decay,
-                                              real.shuffle_role))
+    monkeypatch.setitem(recipes.TEACHER_RECIPES, "expert", dataclasses.replace(real, net=Paused))
     built = {}
     teacher = threading.Thread(target=lambda: built.setdefault("t", initial_teacher("expert", 1)))
     teacher.start()
