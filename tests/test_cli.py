@@ -362,7 +362,7 @@ def test_prepare_fills_the_cache_with_what_the_lessons_need(tmp_path, capsys, mo
         assert cli.main(["cache", "--check", *TINY]) == cli.EXIT_FAILED
     empty = capsys.readouterr().out
     lines = empty.splitlines()
-    assert sum(line.startswith("missing ") for line in lines) == 14 + 2  # stages, grids
+    assert sum(line.startswith("missing ") for line in lines) == 15 + 2  # stages, grids
     assert f"cache ({tmp_path / 'cache'}): empty for the quick profile" in empty
     assert "python -m kdteach prepare --profile quick" in lines[-1]
 
@@ -373,8 +373,8 @@ def test_prepare_fills_the_cache_with_what_the_lessons_need(tmp_path, capsys, mo
     monkeypatch.setattr(training, "train_many", no_training)
     assert cli.main(["cache", "--check", *TINY]) == 0
     full = capsys.readouterr().out.splitlines()
-    assert sum(line.startswith("cached ") for line in full) == 16
-    assert "complete for the quick profile, 16 of 16" in full[-1]
+    assert sum(line.startswith("cached ") for line in full) == 17
+    assert "complete for the quick profile, 17 of 17" in full[-1]
     assert any("three_way_search_jac (lesson 05)" in line for line in full)
 
 

@@ -39,6 +39,7 @@ EXPERT_FIT = "Expert Teacher (fit part only)"
 JAC = "Student (Distilled with L_JAC)"
 FEAT = "Student (Distilled with L_FEAT)"
 THREE_WAY = "Student (3-way weights, chosen on validation)"
+THREE_WAY_HALVING = "Student (3-way weights, chosen by successive halving)"
 FIT = {"scratch": "Student (Scratch, fit part)",
        "distilled": "Student (Distilled from Expert, fit part)"}
 STOPPED = {"scratch": "Student (Scratch, fit part, early stopped)",
@@ -64,6 +65,7 @@ COLORS = {
     JAC: "#002f54",  # navy
     FEAT: "#8c564b",  # brown
     THREE_WAY: "#d42757",  # crimson
+    THREE_WAY_HALVING: "#604905",  # dark olive-brown
     TUNED["scratch"]: "#000000",  # black: scratch given the method's chance
     TUNED["distilled"]: "#3f00ff",  # violet-blue
     TUNED["distilled_expert"]: "#7f0000",  # maroon

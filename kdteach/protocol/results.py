@@ -46,6 +46,7 @@ class StageResult:
     best_epochs: dict = field(default_factory=dict)  # early stopping: {model: [per run]}
     # model selection: the point chosen with teachers that saw the validation labels
     leaked_choice: str | None = None
+    student_epochs: int | None = None  # a search: the student-epochs it trained in all
 
     @property
     def runs(self) -> pd.DataFrame:

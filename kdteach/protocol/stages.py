@@ -50,6 +50,7 @@ from kdteach.protocol.names import (
     STOPPED,
     TEACHER,
     THREE_WAY,
+    THREE_WAY_HALVING,
     TUNED,
     grid_name,
 )
@@ -402,6 +403,14 @@ def model_selection(exp, stage: Stage) -> StageResult:
 # -- going further (notebook 05) -----------------------------------------------------
 
 
+def _beside_selection(selection: StageResult, name: str, own: dict) -> dict:
+    """The stage's own student's results beside the validation-chosen L_HP student, the
+    original's scratch student and scratch with epochs chosen on validation."""
+    return {name: own[name], selection.chosen: selection.results[selection.chosen],
+            SCRATCH: selection.results[SCRATCH],
+            TUNED["scratch"]: selection.results[TUNED["scratch"]]}
+
+
 def _against_chosen(exp, stage: Stage, controls: dict) -> StageResult:
     """Train the stage's one job from the expert and compare it, paired, with the L_HP
     student chosen on validation and the named ``controls`` ({test name: model})."""
@@ -443,35 +452,104 @@ def three_way_search(exp, stage: Stage) -> StageResult:
     trained on the whole training set and compared, paired, with the L_HP student chosen
     on validation."""
     term = stage.name.rsplit("_", 1)[1]
-
-    def name(w):
-        return f"H={w['hard']:g}_HP={w['hp']:g}_{term.upper()}={w[term]:g}"
-
     selection = exp.run("model_selection")
-    points = three_way_points(term)
     X_fit, y_fit, X_val, y_val = exp.validation()
-    jobs = [StudentJob(name(w), DistillationLoss.from_weights(w), "expert_fit") for w in points]
+    jobs = _three_way_jobs(term)
     fit = exp.students(f"{stage.name}-fit", jobs, X_fit, y_fit)
     val = exp.evaluate(fit.models, X_val, y_val)
-    table = pd.DataFrame([{**w, "Weights": name(w),
-                           "Mean validation MSE": float(np.mean(val[name(w)]["mse"]))}
-                          for w in points])
+    table = pd.DataFrame([{**_point(job, term), "Weights": job.name,
+                           "Mean validation MSE": float(np.mean(val[job.name]["mse"]))}
+                          for job in jobs])
     best = table.loc[table["Mean validation MSE"].idxmin()]
     weights = {t: float(best[t]) for t in ("hard", "hp", term)}
     job = StudentJob(THREE_WAY, DistillationLoss.from_weights(weights), "expert")
     students = exp.students(stage.name, [job])
     own = exp.evaluate(students.models)
     chosen = selection.chosen
-    results = {THREE_WAY: own[THREE_WAY], chosen: selection.results[chosen],
-               SCRATCH: selection.results[SCRATCH],
-               TUNED["scratch"]: selection.results[TUNED["scratch"]]}
+    results = _beside_selection(selection, THREE_WAY, own)
     tests = {"3-way vs validation-chosen L_HP": paired_test(results, THREE_WAY, chosen),
              "3-way vs scratch": paired_test(results, THREE_WAY, SCRATCH),
              "3-way vs scratch, epochs chosen on validation": paired_test(
                  results, THREE_WAY, TUNED["scratch"])}
     return _result(exp, stage, results, tests, students.models, students.history,
                    {THREE_WAY: job.loss.weights}, sort=True, chosen=str(best["Weights"]),
-                   validation=table)
+                   validation=table, student_epochs=exp.settings.n_runs * len(jobs)
+                   * exp.settings.epochs_student)
+
+
+HALVING_RATE = 3  # η of successive halving: a third of the points goes on at each rung
+
+
+def halving_rungs(n_points: int, epochs: int, rate: int = HALVING_RATE) -> list[tuple[int, int]]:
+    """``(points, epochs)`` of each rung of successive halving (Jamieson & Talwalkar, 2016):
+    every point trains for ``epochs / rate^K`` epochs, the best ``1/rate`` of them for
+    ``rate`` times as long, and so on, until the last rung trains its few points for the
+    full ``epochs``; ``K`` is the number of times ``n_points`` can be cut by ``rate``."""
+    if n_points < 1 or epochs < 1 or rate < 2:
+        raise ValueError(f"need n_points >= 1, epochs >= 1 and rate >= 2, got {n_points}, "
+                         f"{epochs}, {rate}")
+    rungs = 0
+    while rate ** (rungs + 1) <= n_points:
+        rungs += 1
+    return [(-(-n_points // rate ** k), max(1, round(epochs / rate ** (rungs - k))))
+            for k in range(rungs + 1)]
+
+
+def _point(job: StudentJob, term: str) -> dict:
+    """A three-way point's weights, zeros included: ``{"hard": …, "hp": …, term: …}``."""
+    return {t: job.loss.weights.get(t, 0.0) for t in ("hard", "hp", term)}
+
+
+def _three_way_jobs(term: str) -> list[StudentJob]:
+    """One job per point of :func:`three_way_points`, distilled from the fit-part experts."""
+    return [StudentJob(f"H={w['hard']:g}_HP={w['hp']:g}_{term.upper()}={w[term]:g}",
+                       DistillationLoss.from_weights(w), "expert_fit")
+            for w in three_way_points(term)]
+
+
+def three_way_halving(exp, stage: Stage) -> StageResult:
+    """The three-way search by successive halving instead of the full grid: every point
+    of :func:`three_way_points` trains on the fit part (from the fit-part experts) for a
+    few epochs, the third with the lowest mean validation MSE goes on for three times as
+    many, and so on (:func:`halving_rungs`); the last rung's best point is chosen, trained
+    on the whole training set and compared, paired, as the full grid's choice is.
+
+    ``validation`` has one row per point: the last rung it reached, its epochs there and
+    its mean validation MSE; ``student_epochs`` is what the search trained in all (the
+    full grid trains every point for every epoch)."""
+    term = stage.name.rsplit("_", 1)[1]
+    s = exp.settings
+    selection = exp.run("model_selection")
+    X_fit, y_fit, X_val, y_val = exp.validation()
+    jobs = {job.name: job for job in _three_way_jobs(term)}
+    alive, rows = list(jobs), {}
+    rungs = halving_rungs(len(jobs), s.epochs_student)
+    for k, (_, epochs) in enumerate(rungs):
+        fit = exp.students(f"{stage.name}-rung{k}", [jobs[n] for n in alive], X_fit, y_fit,
+                           epochs=epochs)
+        val = exp.evaluate(fit.models, X_val, y_val)
+        for name in alive:
+            rows[name] = {**_point(jobs[name], term), "Weights": name, "Rung": k,
+                          "Epochs": epochs,
+                          "Mean validation MSE": float(np.mean(val[name]["mse"]))}
+        alive.sort(key=lambda n: rows[n]["Mean validation MSE"])
+        alive = alive[:rungs[k + 1][0]] if k + 1 < len(rungs) else alive[:1]
+    chosen = alive[0]
+    table = pd.DataFrame(list(rows.values())).sort_values(
+        ["Rung", "Mean validation MSE"], ascending=[False, True]).reset_index(drop=True)
+    job = StudentJob(THREE_WAY_HALVING, jobs[chosen].loss, "expert", shuffle_as=THREE_WAY)
+    students = exp.students(stage.name, [job])
+    own = exp.evaluate(students.models)
+    picked = selection.chosen
+    results = _beside_selection(selection, THREE_WAY_HALVING, own)
+    tests = {"halving 3-way vs validation-chosen L_HP": paired_test(results, THREE_WAY_HALVING,
+                                                                    picked),
+             "halving 3-way vs scratch, epochs chosen on validation": paired_test(
+                 results, THREE_WAY_HALVING, TUNED["scratch"])}
+    return _result(exp, stage, results, tests, students.models, students.history,
+                   {THREE_WAY_HALVING: job.loss.weights}, sort=True, chosen=chosen,
+                   validation=table,
+                   student_epochs=s.n_runs * sum(n * e for n, e in rungs))
 
 
 def early_stopping(exp, stage: Stage) -> StageResult:
@@ -554,6 +632,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           lesson="05_going_further"),
     Stage("three_way_search_jac", "A three-way weight search over (hard, hp, jac)", "further",
           three_way_search, ("model_selection",), lesson="05_going_further"),
+    Stage("three_way_halving_jac", "The three-way search by successive halving", "further",
+          three_way_halving, ("model_selection",), lesson="05_going_further"),
     Stage("three_way_search_gr", "A three-way weight search over (hard, hp, gr)", "further",
           three_way_search, ("model_selection",)),
     Stage("early_stopping", "Early stopping on the validation split", "further",

@@ -36,8 +36,8 @@ def test_an_empty_then_partial_then_complete_cache(tmp_path, monkeypatch):
     with monkeypatch.context() as patched:
         patched.setattr(training, "train_many", _no_training)
         empty = cache_state(settings, cache=cache)
-    assert empty.state == "empty" and not empty.cached and len(empty.missing) == 16
-    assert "empty for the quick profile, 0 of 16" in empty.report()
+    assert empty.state == "empty" and not empty.cached and len(empty.missing) == 17
+    assert "empty for the quick profile, 0 of 17" in empty.report()
     assert "lesson 05 still needs: stage jacobian_matching" in empty.report()
     assert str(cache) in empty.report()
 
@@ -53,7 +53,7 @@ def test_an_empty_then_partial_then_complete_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "train_many", _no_training)
     complete = cache_state(settings, cache=cache)
     assert complete.state == "complete" and not complete.missing
-    assert "complete for the quick profile, 16 of 16" in complete.report()
+    assert "complete for the quick profile, 17 of 17" in complete.report()
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_the_gap_is_timed_from_the_measured_times_of_the_profile(tmp_path, times
                                       "profiles": {"quick": {n: 10.0 for n in names}}}))
     state = cache_state(settings, cache=tmp_path / "empty")
     assert state.missing_seconds == 10.0 * len(names)
-    assert "about 3 minutes on a test machine" in state.report()  # 16 needs × 10 s
+    assert "about 3 minutes on a test machine" in state.report()  # 17 needs × 10 s
 
 
 def test_no_time_is_claimed_for_changed_settings_or_unmeasured_profiles(tmp_path, times_file):
