@@ -294,7 +294,8 @@ def fair_baseline(exp, stage: Stage) -> StageResult:
 def fresh_inputs(exp, stage: Stage) -> StageResult:
     """Students that learn from the teacher's outputs alone (no labels): on the training
     inputs, and on the training inputs plus fresh unlabelled inputs, with the same number
-    of optimiser steps. Paired with the stage's scratch student."""
+    of optimiser steps. Paired with the stage's scratch student, the original's and the one
+    whose epochs were chosen on validation."""
     kind = stage.name.rsplit("_", 1)[1]
     s, data = exp.settings, exp.data
     base = exp.run("standard_teacher" if kind == "teacher" else "expert_teacher")
@@ -309,12 +310,16 @@ def fresh_inputs(exp, stage: Stage) -> StageResult:
     models = {**on_train.models, **on_more.models}
     teacher = TEACHER_KINDS[kind]
     distilled = DISTILLED if kind == "teacher" else DISTILLED_EXPERT
+    tuned = exp.run("fair_baseline_teacher").results[TUNED["scratch"]]
     results = {teacher: base.results[teacher], SCRATCH: base.results[SCRATCH],
-               distilled: base.results[distilled], **exp.evaluate(models)}
+               TUNED["scratch"]: tuned, distilled: base.results[distilled],
+               **exp.evaluate(models)}
     tests = {
         "fresh inputs vs training inputs only": paired_test(results, FRESH[kind],
                                                             HP_ONLY[kind]),
         "fresh inputs vs scratch": paired_test(results, FRESH[kind], SCRATCH),
+        "fresh inputs vs scratch, epochs chosen on validation": paired_test(
+            results, FRESH[kind], TUNED["scratch"], "two-sided"),
         "fresh inputs vs 0.3/0.7 distilled": paired_test(results, FRESH[kind], distilled,
                                                          "two-sided"),
         # added after the first full run showed students beside their teachers
@@ -605,21 +610,23 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("gradient_regularisation", "Part 4: gradient regularisation (L_GR)", "original",
           gradient_regularisation, ("expert_teacher", "grid_search"),
           jobs=lambda s: [lgr_job(s)], lesson="04_gradient_regularisation"),
-    Stage("fresh_inputs_teacher", "Distilling on fresh inputs (standard teacher)", "lesson",
-          fresh_inputs, ("standard_teacher",), jobs=lambda s: [outputs_only_job("teacher")],
-          lesson="01_standard_teacher"),
-    Stage("fresh_inputs_expert", "Distilling on fresh inputs (expert teacher)", "lesson",
-          fresh_inputs, ("expert_teacher",), jobs=lambda s: [outputs_only_job("expert")],
-          lesson="02_expert_teacher"),
-    Stage("expert_ablation", "Depth or regularisation? The expert taken apart", "lesson",
-          expert_ablation, ("expert_teacher",),
-          jobs=lambda s: [kd_job(s, DISTILLED_REGULARISED, "regularised")],
-          lesson="02_expert_teacher"),
     Stage("fair_baseline_teacher", "A fair baseline: epochs chosen on validation (standard "
           "teacher)", "lesson", fair_baseline, ("standard_teacher",),
           lesson="01_standard_teacher"),
     Stage("fair_baseline_expert", "A fair baseline: epochs chosen on validation (expert "
           "teacher)", "lesson", fair_baseline, ("expert_teacher", "fair_baseline_teacher"),
+          lesson="02_expert_teacher"),
+    Stage("fresh_inputs_teacher", "Distilling on fresh inputs (standard teacher)", "lesson",
+          fresh_inputs, ("standard_teacher", "fair_baseline_teacher"),
+          jobs=lambda s: [outputs_only_job("teacher")],
+          lesson="01_standard_teacher"),
+    Stage("fresh_inputs_expert", "Distilling on fresh inputs (expert teacher)", "lesson",
+          fresh_inputs, ("expert_teacher", "fair_baseline_teacher"),
+          jobs=lambda s: [outputs_only_job("expert")],
+          lesson="02_expert_teacher"),
+    Stage("expert_ablation", "Depth or regularisation? The expert taken apart", "lesson",
+          expert_ablation, ("expert_teacher",),
+          jobs=lambda s: [kd_job(s, DISTILLED_REGULARISED, "regularised")],
           lesson="02_expert_teacher"),
     Stage("model_selection", "Choosing the grid's weights on a validation split", "lesson",
           model_selection, ("grid_search", "gradient_regularisation", "fair_baseline_teacher"),

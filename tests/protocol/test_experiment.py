@@ -160,8 +160,8 @@ def test_heldout_mse_per_epoch_is_the_test_mse_of_the_final_weights(lessons):
 def test_fresh_inputs_students_take_the_same_number_of_steps(lessons, monkeypatch):
     exp, stages = lessons
     result = stages["fresh_inputs_teacher"]
-    assert set(result.results) == {TEACHER, SCRATCH, DISTILLED, HP_ONLY["teacher"],
-                                   FRESH["teacher"]}
+    assert set(result.results) == {TEACHER, SCRATCH, names.TUNED["scratch"], DISTILLED,
+                                   HP_ONLY["teacher"], FRESH["teacher"]}
     assert len(exp.fresh_inputs()) == exp.settings.fresh_factor * len(exp.data.X_train)
     seen = {}
     original = training.train_many

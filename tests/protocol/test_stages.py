@@ -17,9 +17,9 @@ def tiny(**changes):
 def test_the_table_lists_every_stage_once_in_its_part():
     assert stages.ORIGINAL == ("standard_teacher", "expert_teacher", "grid_search",
                                "gradient_regularisation")
-    assert stages.names("lesson") == ("fresh_inputs_teacher", "fresh_inputs_expert",
-                                      "expert_ablation", "fair_baseline_teacher",
-                                      "fair_baseline_expert", "model_selection")
+    assert stages.names("lesson") == ("fair_baseline_teacher", "fair_baseline_expert",
+                                      "fresh_inputs_teacher", "fresh_inputs_expert",
+                                      "expert_ablation", "model_selection")
     assert set(stages.names()) == set(stages.STAGES)
     assert sum(len(stages.names(p)) for p in stages.PARTS) == len(stages.STAGES)
     with pytest.raises(ValueError, match="part must be one of original, lesson, further"):
