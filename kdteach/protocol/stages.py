@@ -24,7 +24,6 @@ after seeing the results is descriptive (no p).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ import torch
 
 from kdteach.core.losses import DistillationLoss
 from kdteach.core.stats import paired_test, summary_table
+from kdteach.protocol import search
 from kdteach.protocol.names import (
     DISTILLED,
     DISTILLED_EXPERT,
@@ -113,12 +113,6 @@ def jac_job(settings: Settings) -> StudentJob:
 def feat_job(settings: Settings) -> StudentJob:
     """L_FEAT with the original's named weights, hard 0.3 / hp 0.4 / feat 0.3."""
     return StudentJob(FEAT, DistillationLoss.from_weights(settings.feat_weights), "expert")
-
-
-def three_way_points(term: str = "jac") -> list[dict]:
-    """Every (hard, hp, ``term``) with weights in steps of 0.1 summing to 1: 66 points."""
-    return [{"hard": i / 10, "hp": j / 10, term: round(1 - i / 10 - j / 10, 10)}
-            for i in range(11) for j in range(11 - i)]
 
 
 # -- shared pieces of the builds ----------------------------------------------
@@ -220,23 +214,6 @@ def gradient_regularisation(exp, stage: Stage) -> StageResult:
 # -- the lessons' stages -------------------------------------------------------------
 
 
-def on_fit_teachers(job: StudentJob) -> StudentJob:
-    """The job with its teacher trained on the fit part only: for choices made on the
-    validation part, which its usual teacher was trained on."""
-    return job if job.teacher is None else dataclasses.replace(job, teacher=f"{job.teacher}_fit")
-
-
-def epochs_chosen_on_validation(exp, part: str, jobs) -> dict:
-    """``{job name: [epochs per run]}``: each job trained on the fit part from the fit-part
-    teachers, stopped early on the validation part (the profile's patience); the best
-    epochs."""
-    s = exp.settings
-    X_fit, y_fit, X_val, y_val = exp.validation()
-    chosen = exp.students(part, [on_fit_teachers(job) for job in jobs], X_fit, y_fit,
-                          stopping=((X_val, y_val), s.patience))
-    return chosen.best_epochs
-
-
 def tuned_jobs(settings: Settings, kind: str) -> list[StudentJob]:
     """The baseline given the method's chance, and the method given the same: scratch and
     0.3/0.7 from the standard teacher (``kind="teacher"``), or 0.3/0.7 from the expert.
@@ -260,7 +237,7 @@ def fair_baseline(exp, stage: Stage) -> StageResult:
     each."""
     kind = stage.name.rsplit("_", 1)[1]
     jobs = tuned_jobs(exp.settings, kind)
-    epochs = epochs_chosen_on_validation(exp, f"{stage.name}-choose", jobs)
+    epochs = search.epochs_chosen_on_validation(exp, f"{stage.name}-choose", jobs)
     students = exp.students(stage.name, jobs, stop_epochs=epochs)
     own = exp.evaluate(students.models)
     if kind == "teacher":
@@ -373,7 +350,7 @@ def model_selection(exp, stage: Stage) -> StageResult:
     tuned = exp.run("fair_baseline_teacher").results[TUNED["scratch"]]
     X_fit, y_fit, X_val, y_val = exp.validation()
     jobs = grid_jobs(exp.settings)
-    fit = exp.students(stage.name, [on_fit_teachers(job) for job in jobs], X_fit, y_fit)
+    fit = exp.students(stage.name, [search.on_fit_teachers(job) for job in jobs], X_fit, y_fit)
     leaked = exp.students(f"{stage.name}-leaked", jobs, X_fit, y_fit)
     val = exp.evaluate(fit.models, X_val, y_val)
     val_leaked = exp.evaluate(leaked.models, X_val, y_val)
@@ -450,111 +427,54 @@ def feature_distillation(exp, stage: Stage) -> StageResult:
     return _against_chosen(exp, stage, {"L_FEAT vs the original's 0.3/0.7": DISTILLED_EXPERT})
 
 
-def three_way_search(exp, stage: Stage) -> StageResult:
-    """The three-way weight search the original found too slow: every point of
-    :func:`three_way_points` trained on the fit part of the training set from the experts
-    trained on the fit part only, chosen on the validation part; the chosen point is then
-    trained on the whole training set and compared, paired, with the L_HP student chosen
-    on validation."""
+def _three_way_choice(exp, stage: Stage, name: str, method, part: str, controls: dict,
+                      shuffle_as: str | None = None) -> StageResult:
+    """A three-way search by ``method`` (:mod:`kdteach.protocol.search`) over its points on
+    the fit part, from the fit-part experts, its students cached as ``part``. The chosen
+    point is trained as student ``name`` on the whole training set from the expert and
+    compared, paired, with ``controls`` ({test name: model})."""
     term = stage.name.rsplit("_", 1)[1]
     selection = exp.run("model_selection")
-    X_fit, y_fit, X_val, y_val = exp.validation()
-    jobs = _three_way_jobs(term)
-    fit = exp.students(f"{stage.name}-fit", jobs, X_fit, y_fit)
-    val = exp.evaluate(fit.models, X_val, y_val)
-    table = pd.DataFrame([{**_point(job, term), "Weights": job.name,
-                           "Mean validation MSE": float(np.mean(val[job.name]["mse"]))}
-                          for job in jobs])
-    best = table.loc[table["Mean validation MSE"].idxmin()]
-    weights = {t: float(best[t]) for t in ("hard", "hp", term)}
-    job = StudentJob(THREE_WAY, DistillationLoss.from_weights(weights), "expert")
+    jobs = search.three_way_jobs(term)
+    chosen, table, cost = method(exp, part, jobs, ("hard", "hp", term))
+    loss = next(job.loss for job in jobs if job.name == chosen)
+    job = StudentJob(name, loss, "expert", shuffle_as=shuffle_as)
     students = exp.students(stage.name, [job])
-    own = exp.evaluate(students.models)
-    chosen = selection.chosen
-    results = _beside_selection(selection, THREE_WAY, own)
-    tests = {"3-way vs validation-chosen L_HP": paired_test(results, THREE_WAY, chosen),
-             "3-way vs scratch": paired_test(results, THREE_WAY, SCRATCH),
-             "3-way vs scratch, epochs chosen on validation": paired_test(
-                 results, THREE_WAY, TUNED["scratch"])}
+    results = _beside_selection(selection, name, exp.evaluate(students.models))
+    tests = {test: paired_test(results, name, model)
+             for test, model in controls.items()}
     return _result(exp, stage, results, tests, students.models, students.history,
-                   {THREE_WAY: job.loss.weights}, sort=True, chosen=str(best["Weights"]),
-                   validation=table, student_epochs=exp.settings.n_runs * len(jobs)
-                   * exp.settings.epochs_student)
+                   {name: job.loss.weights}, sort=True, chosen=chosen, validation=table,
+                   student_epochs=cost)
 
 
-HALVING_RATE = 3  # η of successive halving: a third of the points goes on at each rung
-
-
-def halving_rungs(n_points: int, epochs: int, rate: int = HALVING_RATE) -> list[tuple[int, int]]:
-    """``(points, epochs)`` of each rung of successive halving (Jamieson & Talwalkar, 2016):
-    every point trains for ``epochs / rate^K`` epochs, the best ``1/rate`` of them for
-    ``rate`` times as long, and so on, until the last rung trains its few points for the
-    full ``epochs``; ``K`` is the number of times ``n_points`` can be cut by ``rate``."""
-    if n_points < 1 or epochs < 1 or rate < 2:
-        raise ValueError(f"need n_points >= 1, epochs >= 1 and rate >= 2, got {n_points}, "
-                         f"{epochs}, {rate}")
-    rungs = 0
-    while rate ** (rungs + 1) <= n_points:
-        rungs += 1
-    return [(-(-n_points // rate ** k), max(1, round(epochs / rate ** (rungs - k))))
-            for k in range(rungs + 1)]
-
-
-def _point(job: StudentJob, term: str) -> dict:
-    """A three-way point's weights, zeros included: ``{"hard": …, "hp": …, term: …}``."""
-    return {t: job.loss.weights.get(t, 0.0) for t in ("hard", "hp", term)}
-
-
-def _three_way_jobs(term: str) -> list[StudentJob]:
-    """One job per point of :func:`three_way_points`, distilled from the fit-part experts."""
-    return [StudentJob(f"H={w['hard']:g}_HP={w['hp']:g}_{term.upper()}={w[term]:g}",
-                       DistillationLoss.from_weights(w), "expert_fit")
-            for w in three_way_points(term)]
+def three_way_search(exp, stage: Stage) -> StageResult:
+    """The three-way weight search the original found too slow, by the full grid: every
+    point of :func:`~kdteach.protocol.search.three_way_points` trained on the fit part from
+    the fit-part experts and scored on the validation part; the chosen point is then
+    trained on the whole training set and compared, paired, with the L_HP student chosen
+    on validation."""
+    chosen = exp.run("model_selection").chosen
+    return _three_way_choice(exp, stage, THREE_WAY, search.full_grid, f"{stage.name}-fit", {
+        "3-way vs validation-chosen L_HP": chosen,
+        "3-way vs scratch": SCRATCH,
+        "3-way vs scratch, epochs chosen on validation": TUNED["scratch"]})
 
 
 def three_way_halving(exp, stage: Stage) -> StageResult:
-    """The three-way search by successive halving instead of the full grid: every point
-    of :func:`three_way_points` trains on the fit part (from the fit-part experts) for a
-    few epochs, the third with the lowest mean validation MSE goes on for three times as
-    many, and so on (:func:`halving_rungs`); the last rung's best point is chosen, trained
-    on the whole training set and compared, paired, as the full grid's choice is.
+    """The three-way search by successive halving instead of the full grid
+    (:func:`kdteach.protocol.search.successive_halving`); the last rung's best point is
+    trained on the whole training set and compared, paired, as the full grid's choice is.
 
     ``validation`` has one row per point: the last rung it reached, its epochs there and
     its mean validation MSE; ``student_epochs`` is what the search trained in all (the
     full grid trains every point for every epoch)."""
-    term = stage.name.rsplit("_", 1)[1]
-    s = exp.settings
-    selection = exp.run("model_selection")
-    X_fit, y_fit, X_val, y_val = exp.validation()
-    jobs = {job.name: job for job in _three_way_jobs(term)}
-    alive, rows = list(jobs), {}
-    rungs = halving_rungs(len(jobs), s.epochs_student)
-    for k, (_, epochs) in enumerate(rungs):
-        fit = exp.students(f"{stage.name}-rung{k}", [jobs[n] for n in alive], X_fit, y_fit,
-                           epochs=epochs)
-        val = exp.evaluate(fit.models, X_val, y_val)
-        for name in alive:
-            rows[name] = {**_point(jobs[name], term), "Weights": name, "Rung": k,
-                          "Epochs": epochs,
-                          "Mean validation MSE": float(np.mean(val[name]["mse"]))}
-        alive.sort(key=lambda n: rows[n]["Mean validation MSE"])
-        alive = alive[:rungs[k + 1][0]] if k + 1 < len(rungs) else alive[:1]
-    chosen = alive[0]
-    table = pd.DataFrame(list(rows.values())).sort_values(
-        ["Rung", "Mean validation MSE"], ascending=[False, True]).reset_index(drop=True)
-    job = StudentJob(THREE_WAY_HALVING, jobs[chosen].loss, "expert", shuffle_as=THREE_WAY)
-    students = exp.students(stage.name, [job])
-    own = exp.evaluate(students.models)
-    picked = selection.chosen
-    results = _beside_selection(selection, THREE_WAY_HALVING, own)
-    tests = {"halving 3-way vs validation-chosen L_HP": paired_test(results, THREE_WAY_HALVING,
-                                                                    picked),
-             "halving 3-way vs scratch, epochs chosen on validation": paired_test(
-                 results, THREE_WAY_HALVING, TUNED["scratch"])}
-    return _result(exp, stage, results, tests, students.models, students.history,
-                   {THREE_WAY_HALVING: job.loss.weights}, sort=True, chosen=chosen,
-                   validation=table,
-                   student_epochs=s.n_runs * sum(n * e for n, e in rungs))
+    chosen = exp.run("model_selection").chosen
+    return _three_way_choice(exp, stage, THREE_WAY_HALVING, search.successive_halving,
+                             stage.name, {
+        "halving 3-way vs validation-chosen L_HP": chosen,
+        "halving 3-way vs scratch, epochs chosen on validation": TUNED["scratch"]},
+        shuffle_as=THREE_WAY)
 
 
 def early_stopping(exp, stage: Stage) -> StageResult:

@@ -8,7 +8,7 @@ from tiny_protocol import close_weights, same_weights, tiny
 
 from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet
 from kdteach.core.train import evaluate
-from kdteach.protocol import names, stages, training
+from kdteach.protocol import names, search, stages, training
 from kdteach.protocol.analysis import cost_comparison, fit_summary
 from kdteach.protocol.cache import CacheWarning
 from kdteach.protocol.experiment import Experiment
@@ -258,7 +258,7 @@ def test_jacobian_and_feature_students_are_compared_with_the_validation_choice(f
 
 
 def test_three_way_points_cover_the_simplex_at_step_a_tenth(further):
-    points = stages.three_way_points("jac")
+    points = search.three_way_points("jac")
     assert len(points) == 66
     assert all(abs(sum(p.values()) - 1) < 1e-9 for p in points)
     assert {"hard": 0.0, "hp": 0.0, "jac": 1.0} in points and {"hard": 1.0, "hp": 0.0,
@@ -268,7 +268,7 @@ def test_three_way_points_cover_the_simplex_at_step_a_tenth(further):
 def test_three_way_search_chooses_on_validation(further, monkeypatch):
     exp = further
     # a smaller simplex keeps the test fast; the choice logic is the same
-    monkeypatch.setattr(stages, "three_way_points", lambda term: [
+    monkeypatch.setattr(search, "three_way_points", lambda term: [
         {"hard": 0.5, "hp": 0.5, term: 0.0}, {"hard": 0.2, "hp": 0.5, term: 0.3},
         {"hard": 0.0, "hp": 0.0, term: 1.0}])
     result = exp.run("three_way_search_jac")

@@ -7,7 +7,7 @@ from tiny_protocol import tiny
 from kdteach.protocol import stages
 from kdteach.protocol.experiment import Experiment
 from kdteach.protocol.names import THREE_WAY_HALVING
-from kdteach.protocol.stages import halving_rungs
+from kdteach.protocol.search import halving_rungs
 
 
 def test_the_rungs_cut_the_points_by_three_and_end_at_the_full_epochs():
