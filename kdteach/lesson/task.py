@@ -11,7 +11,7 @@ import numpy as np
 import seaborn as sns
 
 from kdteach.core.data import N_USED_FEATURES, X_HIGH, X_LOW, make_dataset, target_function
-from kdteach.lesson.plots import SLIDE_SIZE, WIDE_SIZE, figure_and_axes
+from kdteach.lesson.plots.style import SLIDE_SIZE, WIDE_SIZE, figure_and_axes
 
 
 def _slice_inputs(feature: int, n_points: int, n_features: int, at: float = 0.0):

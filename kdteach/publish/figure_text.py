@@ -92,18 +92,27 @@ def _first_sentence(text: str) -> str:
 @lru_cache(maxsize=4)
 def drawing_functions(folder: Path = LESSON_SOURCES) -> dict[str, dict[str, str]]:
     """``{module: {function or method name: first sentence of its docstring}}`` for the
-    modules of ``folder`` (kdteach/lesson), read from their sources without importing."""
+    modules of ``folder`` (kdteach/lesson), read from their sources without importing; a
+    package's modules (kdteach/lesson/plots/) count as the package, as the notebooks call
+    them (``plots.mse_by_model``)."""
     found: dict[str, dict[str, str]] = {}
     for path in sorted(Path(folder).glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        docs = {}
-        for node in ast.walk(tree):
+        found[path.stem] = _docstrings([path])
+    for package in sorted(p.parent for p in Path(folder).glob("*/__init__.py")):
+        found[package.name] = _docstrings(sorted(package.glob("*.py")))
+    return found
+
+
+def _docstrings(paths) -> dict[str, str]:
+    """``{public function name: first sentence of its docstring}`` in these sources."""
+    docs: dict[str, str] = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 doc = ast.get_docstring(node)
                 if doc and not node.name.startswith("_"):
                     docs.setdefault(node.name, _first_sentence(doc))
-        found[path.stem] = docs
-    return found
+    return docs
 
 
 def _drawing_call(source: str) -> ast.Call | None:

@@ -1,6 +1,6 @@
 """The model colours stay apart for the common colour-vision deficiencies.
 
-Every figure of the lessons colours a model by :func:`kdteach.lesson.plots.color`: the
+Every figure of the lessons colours a model by :func:`kdteach.protocol.names.color`: the
 named models by ``kdteach.protocol.names.COLORS``, the grid points by a viridis ramp. Any
 two of them may share a figure (``plots.mse_by_model`` draws every model of a stage, and
 a learner plots what they like), so every pair must stay apart, for normal vision and as
@@ -28,9 +28,8 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 
-from kdteach.lesson import plots
 from kdteach.protocol.experiment import Experiment
-from kdteach.protocol.names import COLORS, YOURS, grid_name, is_grid_name
+from kdteach.protocol.names import COLORS, YOURS, color, grid_name, is_grid_name
 from kdteach.protocol.settings import get_settings
 from kdteach.protocol.stages import STAGES
 
@@ -105,10 +104,10 @@ def seen(colour, vision: str) -> np.ndarray:
 
 def model_colours() -> dict[str, object]:
     """Every colour a lesson figure gives a model: the named models, and the grid points
-    of the full profile's grid search (each figure draws them by ``plots.color``)."""
+    of the full profile's grid search (each figure draws them by ``names.color``)."""
     grid = [grid_name({"hard": h, "hp": round(1 - h, 10)})
             for h in get_settings("full").grid_hard_weights]
-    return {name: plots.color(name) for name in [*COLORS, *grid]}
+    return {name: color(name) for name in [*COLORS, *grid]}
 
 
 def closest_pair(colours: dict, vision: str) -> tuple[float, str, str]:
@@ -159,9 +158,9 @@ def figure_groups(stages: dict[str, list[str]]) -> list[tuple[str, dict]]:
         for point in (grid if len(chosen) == 1 else [None]):
             members = named + ([point] if point else chosen)
             groups.append((f"{stage} ({point or 'its models'})",
-                           {m: plots.color(m) for m in members}))
+                           {m: color(m) for m in members}))
     everyone = sorted({m for models in stages.values() for m in models} | set(grid))
-    groups += [(f"{m} beside {YOURS}", {m: plots.color(m), YOURS: plots.color(YOURS)})
+    groups += [(f"{m} beside {YOURS}", {m: color(m), YOURS: color(YOURS)})
                for m in everyone]
     return groups
 
