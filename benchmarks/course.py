@@ -22,6 +22,11 @@ helpers of ``original_protocol.py``) and prints a WARNING line for each part the
     python benchmarks/course.py                      # full profile: the README's figures
     python benchmarks/course.py --profile quick      # a fast check
     python benchmarks/course.py --profile quick --only 00 01 --json course.json
+    python benchmarks/course.py --keep-cache artifacts   # and keep the cache it filled
+
+``--keep-cache DIR`` moves the cache the lessons filled to DIR afterwards (DIR must not
+exist yet), so that ``make notebooks`` can re-execute the lessons from it without
+training them again.
 
 ``--runs``, ``--epochs-teacher`` and ``--epochs-student`` change the reproduce process only
 (the lessons always run the profile): they exist for smoke tests, and with them the ratio is
@@ -255,6 +260,8 @@ def parse_args(argv=None):
     p.add_argument("--json", type=Path, help="also write everything as JSON to this file")
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds a cell may run (default: no limit)")
+    p.add_argument("--keep-cache", type=Path, metavar="DIR",
+                   help="move the cache the lessons filled to DIR afterwards (a new folder)")
     p.add_argument("--threshold", type=float, default=TRAINING_THRESHOLD_S,
                    help="a cell slower than this many seconds trains (default %(default)s)")
     for name in REPRODUCE_OVERRIDES:
@@ -266,6 +273,8 @@ def parse_args(argv=None):
         args.lessons = lesson_paths(NOTEBOOKS, args.only)
     except ValueError as e:
         p.error(str(e))
+    if args.keep_cache is not None and args.keep_cache.exists():
+        p.error(f"--keep-cache {args.keep_cache} exists already: name a new folder")
     return args
 
 
@@ -298,6 +307,10 @@ def main(argv=None, read_stat=bench.read_proc_stat) -> dict:
         reproduce = run_reproduce(reproduce_command(args.profile, folder / "reproduce",
                                                     overrides), env, read_stat)
         print(f"  reproduce: {reproduce['seconds']:.1f} s", flush=True)
+        if args.keep_cache is not None:
+            (folder / "cache").mkdir(exist_ok=True)  # a lesson that trained nothing: empty
+            shutil.move(str(folder / "cache"), str(args.keep_cache))
+            print(f"  the lessons' cache is kept in {args.keep_cache}", flush=True)
     load_after = bench.load_average()
     total = sum(lesson.seconds for lesson in lessons)
     rows = training_cells(lessons, args.threshold)

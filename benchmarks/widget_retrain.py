@@ -42,7 +42,7 @@ TARGET_SECONDS = 1.0  # a prepared position
 EXPLORERS = {"retrain": widgets.retrain_explorer, "lgr": widgets.lgr_explorer}
 PREPARED_MOVES = {  # a prepared position of each widget: (control, value) pairs
     "retrain": [("hard", 0.15)],
-    "lgr": [("gr", 10.0 ** 2.5)],
+    "lgr": [("gr", 10.0 ** 2)],
 }
 OFF_GRID_MOVES = [("hard", 0.3)]  # notebook 04 at hard 0.3: not prepared
 

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--out", required=True, help="output folder for the figures")
     fig.add_argument("--only", nargs="+", metavar="NAME", help="just these figures (file names "
                      "without suffix, e.g. 03_grid_search)")
+    fig.add_argument("--with-checks", action="store_true",
+                     help="also the figures of optional checks not in the cache (lesson 05's "
+                          "full three-way grid: trains it)")
     _add_settings_arguments(fig)
     fig.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -294,8 +297,14 @@ def figures(settings, out: Path, args) -> int:
     exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
     if not args.quiet:
         print(f"cache: {_folders(exp.cache)}", flush=True)
-    written = write_figures(exp, out, names=[e.name for e in entries], progress=not args.quiet)
-    print(f"wrote {len(written)} files ({len(entries)} figures, PNG and SVG) to {out}/")
+    written = write_figures(exp, out, names=args.only, progress=not args.quiet,
+                            with_checks=args.with_checks)
+    drawn = {path.stem for path in written}
+    for entry in entries:
+        if entry.name not in drawn:
+            print(f"left out {entry.name}: the optional check {entry.check} is not in the "
+                  "cache (--with-checks trains it)")
+    print(f"wrote {len(written)} files ({len(drawn)} figures, PNG and SVG) to {out}/")
     return 0
 
 
@@ -340,6 +349,8 @@ def check_cache(settings, args) -> int:
         print(f"cached   {what}")
     for what in found.missing:
         print(f"missing  {what}")
+    for what in found.optional:
+        print(f"optional {what}")
     print(found.report())
     return 0 if not found.missing else EXIT_FAILED
 

@@ -231,9 +231,14 @@ def test_course_cells_that_train_are_slow_or_show_a_progress_bar(course):
 def test_course_runs_a_lesson_from_an_empty_cache_beside_reproduce(course, tmp_path, capsys):
     committed = (course.NOTEBOOKS / "00_setup.ipynb").read_bytes()
     path = tmp_path / "course.json"
+    kept = tmp_path / "kept"
     out = course.main(["--profile", "quick", "--only", "00", "--runs", "2",
-                       "--epochs-teacher", "1", "--epochs-student", "1", "--json", str(path)])
+                       "--epochs-teacher", "1", "--epochs-student", "1", "--json", str(path),
+                       "--keep-cache", str(kept)])
     assert (course.NOTEBOOKS / "00_setup.ipynb").read_bytes() == committed
+    assert kept.is_dir()  # the lessons' cache, moved out of the temporary folder
+    with pytest.raises(SystemExit):
+        course.parse_args(["--keep-cache", str(kept)])  # never into an existing folder
     saved = json.loads(path.read_text())
     (lesson,) = saved["lessons"]
     assert lesson["name"] == "00_setup" and lesson["seconds"] > 0

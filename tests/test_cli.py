@@ -362,9 +362,11 @@ def test_prepare_fills_the_cache_with_what_the_lessons_need(tmp_path, capsys, mo
         assert cli.main(["cache", "--check", *TINY]) == cli.EXIT_FAILED
     empty = capsys.readouterr().out
     lines = empty.splitlines()
-    assert sum(line.startswith("missing ") for line in lines) == 15 + 2  # stages, grids
+    assert sum(line.startswith("missing ") for line in lines) == 14 + 2  # stages, grids
+    assert "optional stage three_way_search_jac (lesson 05, optional)" in lines
     assert f"cache ({tmp_path / 'cache'}): empty for the quick profile" in empty
-    assert "python -m kdteach prepare --profile quick" in lines[-1]
+    assert "python -m kdteach prepare --profile quick" in lines[-2]
+    assert "trained only when asked or by `prepare`" in lines[-1]
 
     assert cli.main(["prepare", *TINY, "--quiet"]) == 0
     prepared = capsys.readouterr().out
@@ -374,8 +376,8 @@ def test_prepare_fills_the_cache_with_what_the_lessons_need(tmp_path, capsys, mo
     assert cli.main(["cache", "--check", *TINY]) == 0
     full = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("cached ") for line in full) == 17
-    assert "complete for the quick profile, 17 of 17" in full[-1]
-    assert any("three_way_search_jac (lesson 05)" in line for line in full)
+    assert "complete for the quick profile, 16 of 16" in full[-1]
+    assert "cached   stage three_way_search_jac (lesson 05, optional)" in full
 
 
 def test_every_command_that_trains_says_where_the_cache_is(tmp_path, capsys, monkeypatch):

@@ -52,9 +52,17 @@ FORMATS = ("png", "svg")
 
 @dataclass(frozen=True)
 class TalkFigure:
+    """``check``: the stage of an optional check the figure draws (lesson 05's full grid);
+    :func:`write_figures` then draws it only when that stage is in the cache or asked for."""
+
     name: str  # file name without suffix
     title: str
     draw: Callable[[Experiment], Figure]
+    check: str | None = None
+
+    def wanted(self, exp: Experiment, asked: bool) -> bool:
+        """Whether to draw it: always, unless it is a check neither asked for nor cached."""
+        return self.check is None or asked or exp.cached(self.check) is not None
 
 
 def _compare_scores(stages: list, names: list[str], run: int = 0) -> dict:
@@ -190,7 +198,8 @@ FIGURES: list[TalkFigure] = [
     TalkFigure("05_three_way_search", "The three-way search on its simplex",
                lambda exp: plots.ternary_heatmap(
                    exp.run("three_way_search_jac").validation, third="jac",
-                   chosen=exp.run("three_way_search_jac").chosen)),
+                   chosen=exp.run("three_way_search_jac").chosen),
+               check="three_way_search_jac"),
     TalkFigure("05_early_stopping_curves", "Early stopping: validation MSE and the best epochs",
                lambda exp: plots.early_stopping_curves(exp.run("early_stopping"),
                                                        noise_var=exp.settings.noise ** 2)),
@@ -242,13 +251,15 @@ def _save_atomic(fig: Figure, path: Path, fmt: str) -> None:
 
 
 def write_figures(exp: Experiment, out, names=None, formats=FORMATS,
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, with_checks: bool = False) -> list[Path]:
     """Draw the registry's figures (all, or those in ``names``) and write each as
-    ``out/<name>.<format>``; returns the paths written."""
+    ``out/<name>.<format>``; returns the paths written. A figure of an optional check
+    (:attr:`TalkFigure.check`) is drawn when its stage is in the cache, when it is named in
+    ``names`` or when ``with_checks``; else it is left out, as its lesson leaves it out."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats must be among {', '.join(FORMATS)}, got {list(formats)}")
-    entries = by_name(names)
+    entries = [e for e in by_name(names) if e.wanted(exp, with_checks or names is not None)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -28,6 +28,9 @@ from kdteach.protocol.stages import STAGES, lesson_stages
 
 TIMES_FILE = Path(__file__).with_name("training_times.json")
 SLIDER_LESSONS = {"retrain": "03", "lgr": "04"}  # the lesson that shows each slider grid
+# checks a lesson shows only when they are in the cache (or asked for): lesson 05 runs the
+# full three-way grid only with CHECK_THE_BET = True, to check successive halving's choice
+OPTIONAL = frozenset({"stage three_way_search_jac"})
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,13 @@ class Need:
     lesson: str
     get: Callable[[], object]
 
+    @property
+    def optional(self) -> bool:
+        """Whether the lesson runs without it (it shows it only when cached)."""
+        return self.name in OPTIONAL
+
     def __str__(self) -> str:
-        return f"{self.name} (lesson {self.lesson})"
+        return f"{self.name} (lesson {self.lesson}{', optional' if self.optional else ''})"
 
 
 def lesson_needs(exp: Experiment) -> list[Need]:
@@ -68,7 +76,9 @@ def training_times(profile: str) -> tuple[dict[str, float], str]:
 
 @dataclass
 class CacheState:
-    """What a cache holds of the lessons' needs for one profile."""
+    """What a cache holds of the lessons' needs for one profile. ``missing`` lists what a
+    lesson trains when it runs; ``optional`` what is missing but only trained on request
+    (:data:`OPTIONAL`), and its seconds."""
 
     profile: str
     folders: list[Path]
@@ -76,19 +86,21 @@ class CacheState:
     missing: list[Need] = field(default_factory=list)
     missing_seconds: float | None = None  # from training_times.json; None if not measured
     machine: str = ""
+    optional: list[Need] = field(default_factory=list)
+    optional_seconds: float | None = None
 
     @property
     def state(self) -> str:
-        """``complete``, ``partial`` or ``empty``."""
+        """``complete``, ``partial`` or ``empty`` (what is optional does not count)."""
         if not self.missing:
             return "complete"
-        return "empty" if not self.cached else "partial"
+        return "empty" if not [n for n in self.cached if not n.optional] else "partial"
 
     def report(self) -> str:
         where = " then ".join(str(f) for f in self.folders)
-        total = len(self.cached) + len(self.missing)
+        needed = [n for n in self.cached if not n.optional]
         lines = [f"cache ({where}): {self.state} for the {self.profile} profile, "
-                 f"{len(self.cached)} of {total} things the lessons load"]
+                 f"{len(needed)} of {len(needed) + len(self.missing)} things the lessons load"]
         if self.missing:
             by_lesson: dict[str, list[str]] = {}
             for need in self.missing:
@@ -103,6 +115,11 @@ class CacheState:
             else:
                 lines.append(f"the lessons will train them as they run; `python -m kdteach "
                              f"prepare --profile {self.profile}` trains them all at once")
+        if self.optional:
+            when = ("" if self.optional_seconds is None
+                    else f" (about {_duration(self.optional_seconds)} more)")
+            lines.append(f"not in the cache, trained only when asked or by `prepare`{when}: "
+                         + ", ".join(str(n) for n in self.optional))
         return "\n".join(lines)
 
 
@@ -130,9 +147,11 @@ def cache_state(settings: Settings, cache=True) -> CacheState:
             need.get()
             found.cached.append(need)
         except NotCached:
-            found.missing.append(need)
+            (found.optional if need.optional else found.missing).append(need)
     if times and all(need.name in times for need in found.missing):
         found.missing_seconds = sum(times[need.name] for need in found.missing)
+    if times and all(need.name in times for need in found.optional):
+        found.optional_seconds = sum(times[need.name] for need in found.optional)
     return found
 
 

@@ -2,8 +2,10 @@
 
 A slider answers at once when the student it asks for was trained beforehand: one stacked
 training (:func:`kdteach.core.stacked.train_many`) of every position of a widget's main
-slider, to the epochs slider's maximum, with a copy of the weights kept at every position
-of the epochs slider (the copy after epoch e is the student trained for e epochs).
+slider, to the profile's student epochs, with a copy of the weights kept at every position
+of the epochs slider up to there (the copy after epoch e is the student trained for e
+epochs). Longer trainings, and the widgets' other controls, train live: preparing every
+combination would cost more than a class can wait for (see :func:`groups`).
 :func:`slider_grid` trains and caches it; :func:`prepared_student` looks a position up.
 
 :func:`groups` says *which* students: the widgets build their sliders from the same
@@ -36,8 +38,7 @@ from kdteach.protocol.settings import Settings
 GRIDS = ("retrain", "lgr")  # retrain_explorer (notebook 03), lgr_explorer (notebook 04)
 EPOCH_POSITIONS = 12  # at most this many epochs-slider steps up to the profile's epochs
 HARD_STEP = 0.05  # the hard-weight sliders: 0..1 in steps of 0.05
-GR_LOG_MIN, GR_LOG_MAX, GR_LOG_STEP = -3.0, 4.0, 0.25  # the L_GR slider: 10^-3..10^4
-SMALL_BATCH = 32  # notebook 04's question on the batch size
+GR_LOG_MIN, GR_LOG_MAX, GR_LOG_STEP = -2.0, 4.0, 1.0  # the L_GR slider: 10^-2..10^4 by 10x
 
 
 def epochs_step(epochs: int) -> int:
@@ -85,30 +86,29 @@ class Group:
 
 
 def groups(name: str, settings: Settings) -> list[Group]:
-    """What the grid ``name`` trains.
+    """What the grid ``name`` trains, each student for the profile's epochs, at its batch size.
 
-    * ``"retrain"``: every hard weight h (L_HP = 1 − h) at the profile's batch size;
+    * ``"retrain"``: every hard weight h (L_HP = 1 − h);
     * ``"lgr"``: every L_GR position, the default 0.3 and "off", at the profile's hard and
-      L_HP weights and batch size; L_GR alone (hard = L_HP = 0); and, at batch
-      :data:`SMALL_BATCH` for the profile's epochs, the profile's weights with and
-      without L_GR (notebook 04's questions).
+      L_HP weights; and L_GR alone (hard = L_HP = 0), for notebook 04's questions.
+
+    Every student with L_GR costs a double backward pass per step, more than twice a plain
+    student's time (11 students at the full profile, one thread: 78 against 36 ms per
+    epoch), which is why the L_GR slider moves by powers of ten and other batch sizes
+    train live.
     """
-    step, maximum = epochs_range(settings)
-    batch = settings.batch_size
+    step, _ = epochs_range(settings)
+    batch, epochs = settings.batch_size, settings.epochs_student
     if name == "retrain":
         weights = tuple({"hard": h, "hp": round(1.0 - h, 10)} for h in hard_positions())
-        return [Group(batch, maximum, step, weights)]
+        return [Group(batch, epochs, step, weights)]
     if name == "lgr":
         w = settings.gr_weights
         hard, hp, gr = w.get("hard", 0.0), w.get("hp", 0.0), w.get("gr", 0.0)
         values = sorted({*gr_positions(), gr} - {0.0})
         main = tuple([{"hard": hard, "hp": hp, "gr": g} for g in values]
                      + [{"hard": hard, "hp": hp, "gr": 0.0}, {"hard": 0.0, "hp": 0.0, "gr": gr}])
-        groups_ = [Group(batch, maximum, step, main)]
-        if SMALL_BATCH != batch and SMALL_BATCH <= settings.n_samples:
-            small = ({"hard": hard, "hp": hp, "gr": gr}, {"hard": hard, "hp": hp, "gr": 0.0})
-            groups_.append(Group(SMALL_BATCH, settings.epochs_student, step, small))
-        return groups_
+        return [Group(batch, epochs, step, main)]
     raise ValueError(f"unknown slider grid {name!r}; valid: {', '.join(GRIDS)}")
 
 

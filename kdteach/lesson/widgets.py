@@ -392,7 +392,7 @@ BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 
 
 def lgr_explorer(exp, stages=None, run: int = 0) -> Panel:
-    """The L_GR weight on a log scale (10⁻³ to 10⁴, or off), the hard and L_HP weights, the
+    """The L_GR weight by powers of ten (10⁻² to 10⁴, or off), the hard and L_HP weights, the
     batch size and the epochs; Retrain trains one student of run ``run`` from that run's expert and
     shows its MSE and its loss-term curves.
 

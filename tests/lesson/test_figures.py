@@ -99,6 +99,7 @@ def test_small_texts_and_overflow_can_fail():
 def test_command_line_writes_every_figure_as_png_and_svg(exp, cache, tmp_path, monkeypatch,
                                                           capsys):
     exp.run("gradient_regularisation")  # every stage in the cache: the command trains nothing
+    exp.run("three_way_search_jac")  # lesson 05's optional check too, so its figure is drawn
     monkeypatch.setenv("KDTEACH_CACHE", str(cache))
     monkeypatch.setenv("KDTEACH_DEVICE", "cpu")
     out = tmp_path / "talk"
@@ -126,3 +127,28 @@ def test_command_line_only_and_bad_names(cache, tmp_path, monkeypatch, capsys):
     assert "no figure named 99_nothing" in err and "00_target_slices" in err
     with pytest.raises(ValueError, match="formats must be among png, svg"):
         talk_figures.write_figures(None, out, formats=("gif",))
+
+
+def test_an_optional_checks_figure_is_drawn_only_when_cached_or_asked(tmp_path, monkeypatch,
+                                                                      capsys):
+    settings = get_settings("quick", device="cpu", n_runs=2, epochs_teacher=2, epochs_student=2)
+    (check,) = talk_figures.by_name(["05_three_way_search"])
+    (plain,) = talk_figures.by_name(["00_target_slices"])
+    assert check.check == "three_way_search_jac" and plain.check is None
+    empty = Experiment(settings, cache=tmp_path / "cache", progress=False)
+    assert plain.wanted(empty, asked=False) and check.wanted(empty, asked=True)
+    assert not check.wanted(empty, asked=False) and not list(tmp_path.glob("cache/*.pt"))
+
+    monkeypatch.setattr(talk_figures, "FIGURES", [plain, check])
+    monkeypatch.setenv("KDTEACH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("KDTEACH_DEVICE", "cpu")
+    assert cli.main(["figures", *TINY, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "left out 05_three_way_search: the optional check three_way_search_jac" in printed
+    assert "wrote 2 files (1 figures" in printed
+    assert sorted(p.stem for p in (tmp_path / "a").iterdir()) == ["00_target_slices"] * 2
+    assert cli.main(["figures", *TINY, "--out", str(tmp_path / "b"), "--quiet",
+                     "--with-checks"]) == 0
+    assert "wrote 4 files (2 figures" in capsys.readouterr().out
+    assert check.wanted(Experiment(settings, cache=tmp_path / "cache", progress=False),
+                        asked=False)  # now in the cache: drawn without asking

@@ -36,8 +36,11 @@ def test_an_empty_then_partial_then_complete_cache(tmp_path, monkeypatch):
     with monkeypatch.context() as patched:
         patched.setattr(training, "train_many", _no_training)
         empty = cache_state(settings, cache=cache)
-    assert empty.state == "empty" and not empty.cached and len(empty.missing) == 17
-    assert "empty for the quick profile, 0 of 17" in empty.report()
+    assert empty.state == "empty" and not empty.cached and len(empty.missing) == 16
+    assert [n.name for n in empty.optional] == ["stage three_way_search_jac"]
+    assert "empty for the quick profile, 0 of 16" in empty.report()
+    assert ("trained only when asked or by `prepare`: stage three_way_search_jac "
+            "(lesson 05, optional)") in empty.report()
     assert "lesson 05 still needs: stage jacobian_matching" in empty.report()
     assert str(cache) in empty.report()
 
@@ -48,12 +51,22 @@ def test_an_empty_then_partial_then_complete_cache(tmp_path, monkeypatch):
     assert partial.state == "partial"
     assert [str(n) for n in partial.cached] == ["stage standard_teacher (lesson 01)"]
 
+    for need in lesson_needs(Experiment(settings, cache=cache, progress=False)):
+        if not need.optional:
+            need.get()
+    with monkeypatch.context() as patched:
+        patched.setattr(training, "train_many", _no_training)
+        without_checks = cache_state(settings, cache=cache)
+    assert without_checks.state == "complete" and len(without_checks.optional) == 1
+    assert "complete for the quick profile, 16 of 16" in without_checks.report()
+
     seconds = train_needs(Experiment(settings, cache=cache, progress=False))
-    assert list(seconds) == [n.name for n in empty.missing] and min(seconds.values()) >= 0
+    assert len(seconds) == 17 and min(seconds.values()) >= 0
     monkeypatch.setattr(training, "train_many", _no_training)
     complete = cache_state(settings, cache=cache)
-    assert complete.state == "complete" and not complete.missing
-    assert "complete for the quick profile, 17 of 17" in complete.report()
+    assert complete.state == "complete" and not complete.missing and not complete.optional
+    assert "complete for the quick profile, 16 of 16" in complete.report()
+    assert "only when asked" not in complete.report()
 
 
 @pytest.fixture
@@ -69,8 +82,9 @@ def test_the_gap_is_timed_from_the_measured_times_of_the_profile(tmp_path, times
     times_file.write_text(json.dumps({"machine": "a test machine",
                                       "profiles": {"quick": {n: 10.0 for n in names}}}))
     state = cache_state(settings, cache=tmp_path / "empty")
-    assert state.missing_seconds == 10.0 * len(names)
-    assert "about 3 minutes on a test machine" in state.report()  # 17 needs × 10 s
+    assert state.missing_seconds == 10.0 * (len(names) - 1) and state.optional_seconds == 10.0
+    assert "about 3 minutes on a test machine" in state.report()  # 16 needs × 10 s
+    assert "(about 10 s more)" in state.report()  # the optional check
 
 
 def test_no_time_is_claimed_for_changed_settings_or_unmeasured_profiles(tmp_path, times_file):

@@ -136,13 +136,17 @@ def test_the_grids_hold_every_main_slider_position():
     (retrain,) = slider_grid.groups("retrain", s)
     assert [w["hard"] for w in retrain.weights] == slider_grid.hard_positions()
     assert len(retrain.weights) == 21 and retrain.weights[-1] == {"hard": 1.0, "hp": 0.0}
-    assert retrain.snapshots == list(range(0, 11))
-    main, small_batch = slider_grid.groups("lgr", s)
+    assert retrain.snapshots == list(range(0, EPOCHS + 1))  # up to the profile's epochs
+    (main,) = slider_grid.groups("lgr", s)
     gr = {w["gr"] for w in main.weights}
     assert set(slider_grid.gr_positions()) <= gr and {0.3, 0.0} <= gr
-    assert len(slider_grid.gr_positions()) == 29
+    assert slider_grid.gr_positions() == [10.0 ** k for k in range(-2, 5)]
+    assert len(main.weights) == 7 + 3  # the powers of ten, 0.3, off, L_GR alone
     assert {"hard": 0.0, "hp": 0.0, "gr": 0.3} in main.weights
-    assert small_batch.batch_size == 32 and small_batch.epochs == EPOCHS
+    assert main.batch_size == s.batch_size and main.epochs == EPOCHS
+    full = get_settings("full", device="cpu")
+    assert [(g.epochs, g.snapshots[-1], len(g.snapshots)) for name in slider_grid.GRIDS
+            for g in slider_grid.groups(name, full)] == [(600, 600, 13)] * 2
     with pytest.raises(ValueError, match="unknown slider grid 'nope'; valid: retrain, lgr"):
         slider_grid.groups("nope", s)
 
@@ -157,12 +161,12 @@ def test_weights_match_whatever_the_browser_rounds():
 
 
 @pytest.mark.parametrize("grid, weights, epochs, batch", [
-    ("retrain", {"hard": 0.35, "hp": 0.65}, 7, None),
+    ("retrain", {"hard": 0.35, "hp": 0.65}, 2, None),
     ("retrain", {"hard": 1.0, "hp": 0.0}, EPOCHS, None),
     ("retrain", {"hard": 0.0, "hp": 1.0}, 0, None),
-    ("lgr", {"hard": 0.2, "hp": 0.5, "gr": 10 ** 3.5}, 10, None),
-    ("lgr", {"hard": 0.0, "hp": 0.0, "gr": 0.3}, 4, None),
-    ("lgr", {"hard": 0.2, "hp": 0.5, "gr": 0.3}, EPOCHS, 32),
+    ("lgr", {"hard": 0.2, "hp": 0.5, "gr": 10 ** 3}, 2, None),
+    ("lgr", {"hard": 0.0, "hp": 0.0, "gr": 0.3}, EPOCHS, None),
+    ("lgr", {"hard": 0.2, "hp": 0.5, "gr": 0.0}, 1, None),
 ])
 def test_a_lookup_is_the_student_trained_now(prepared, grid, weights, epochs, batch):
     """Tolerance: the grid stacks ~30 students, a retrain 2, and stacks of different sizes
@@ -188,7 +192,10 @@ def test_positions_off_the_grid_are_not_looked_up(prepared):
     assert prepared_student(prepared, "retrain", {"hard": 0.3, "hp": 0.7}, batch_size=64) is None
     assert prepared_student(prepared, "lgr", {"hard": 0.1, "hp": 0.5, "gr": 0.3}) is None
     assert prepared_student(prepared, "lgr", {"hard": 0.2, "hp": 0.5, "gr": 0.3},
-                                     batch_size=32, epochs=8) is None  # batch 32: 3 epochs
+                            batch_size=32) is None  # other batch sizes train live
+    assert prepared_student(prepared, "lgr", {"hard": 0.2, "hp": 0.5, "gr": 10 ** 3.5}) is None
+    assert prepared_student(prepared, "retrain", {"hard": 0.3, "hp": 0.7},
+                            epochs=EPOCHS + 1) is None  # past the profile's epochs: live
     with pytest.raises(ValueError, match="at least one loss weight must be > 0"):
         prepared_student(prepared, "lgr", {"hard": 0.0, "hp": 0.0, "gr": 0.0})
 
@@ -256,13 +263,13 @@ def test_a_prepared_position_is_looked_up_and_says_so(prepared):
     panel = widgets.retrain_explorer(prepared)
     c = panel.controls
     assert c["epochs"].step == 1 and c["epochs"].max == 10
-    c["hard"].value, c["epochs"].value = 0.15000000000000002, 6  # as a browser may send it
+    c["hard"].value, c["epochs"].value = 0.15000000000000002, 2  # as a browser may send it
     c["retrain"].click()
     text = widgets.output_text(panel.out)
-    assert "Looked up" in text and "hard 0.15 · hp 0.85, 6 epochs" in text
+    assert "Looked up" in text and "hard 0.15 · hp 0.85, 2 epochs" in text
     assert output_figures(panel.out) == 1
     lgr = widgets.lgr_explorer(prepared)
-    lgr.controls["gr"].value = 10 ** 2.25
+    lgr.controls["gr"].value = 10 ** 2
     lgr.controls["retrain"].click()
     assert "Looked up" in widgets.output_text(lgr.out)
 

@@ -162,7 +162,8 @@ def test_lgr_button_extremes(lgr_panel, gr, use_gr, hard, hp, epochs, batch, exp
 def test_lgr_slider_reaches_ten_thousand_on_a_log_scale(lgr_panel):
     gr = lgr_panel.controls["gr"]
     assert isinstance(gr, ipywidgets.FloatLogSlider)
-    assert gr.base ** gr.max == pytest.approx(1e4) and gr.base ** gr.min <= 1e-3
+    assert gr.base ** gr.max == pytest.approx(1e4) and gr.base ** gr.min == pytest.approx(1e-2)
+    assert gr.step == 1.0  # by powers of ten, every position prepared in advance
     assert 512 in lgr_panel.controls["batch_size"].options
 
 

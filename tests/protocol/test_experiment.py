@@ -100,6 +100,25 @@ def test_a_stage_runs_alone_then_comes_from_the_cache(tmp_path, monkeypatch):
     assert again.results == first.results
 
 
+def test_cached_gives_a_stage_only_when_nothing_must_train(tmp_path, monkeypatch):
+    Experiment(tiny(), cache=tmp_path, progress=False).run("standard_teacher")
+    original = training.train_many
+    trained = []
+
+    def counted(nets, *args, **kwargs):
+        trained.append(kwargs.get("labels"))
+        return original(nets, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_many", counted)
+    exp = Experiment(tiny(), cache=tmp_path, progress=False)
+    assert exp.cached("expert_teacher") is None  # its experts are not in the cache
+    assert exp.cached("standard_teacher").results == exp.run("standard_teacher").results
+    assert trained == [] and exp.may_train  # it trained nothing, and may train again
+    assert exp.run("expert_teacher") is exp.cached("expert_teacher")
+    assert trained != []
+    assert Experiment(tiny(), cache=False, progress=False).cached("standard_teacher") is None
+
+
 def test_changed_settings_do_not_reuse_the_cache(tmp_path):
     Experiment(tiny(), cache=tmp_path, progress=False).teachers("teacher")
     before = set(tmp_path.glob("*.pt"))
