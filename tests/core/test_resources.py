@@ -100,11 +100,18 @@ def test_estimate_is_a_lower_bound_on_the_gpu():
 
 
 @linux_only
-def test_free_cpu_memory_is_at_most_what_the_system_has():
-    free = free_memory("cpu")
+def _mem_available() -> int:
     with open("/proc/meminfo") as f:
-        available = next(int(line.split()[1]) * 1024 for line in f if "MemAvailable" in line)
-    assert 0 < free <= available
+        return next(int(line.split()[1]) * 1024 for line in f if "MemAvailable" in line)
+
+
+def test_free_cpu_memory_is_at_most_what_the_system_has():
+    # other processes free memory all the time: compare with the system's figure read just
+    # before and just after (once this failed by 1.7 MB freed between the two reads)
+    before = _mem_available()
+    free = free_memory("cpu")
+    after = _mem_available()
+    assert 0 < free <= max(before, after)
 
 
 @linux_only
