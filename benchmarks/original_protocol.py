@@ -17,11 +17,11 @@ its cost can be measured on the same machine, in the same process as kdteach:
 
 kdteach runs the same stages with ``Experiment(settings, cache=False, progress=False)`` as
 ``python -m kdteach reproduce`` runs them (on a CPU with two cores or more: one intra-op
-thread, the expert teachers trained alongside part 1, part 4's students alongside parts 2
-and 3). The sides are interleaved (the original's four parts, then kdteach's; stage by stage
-when kdteach does not overlap its work) so that a change in the machine's load during the
-run hits both sides alike. Each repeat then times both sides as
-fresh processes, start-up, imports and writing included: this script with ``--only original``,
+thread, the expert teachers trained alongside part 1, part 3 alongside part 2, part 4's
+students while part 3 is waited for). The sides are interleaved (the original's four parts,
+then kdteach's; stage by stage when kdteach does not overlap its work) so that a change in
+the machine's load during the run hits both sides alike. Each repeat then times both sides
+as fresh processes, start-up, imports and writing included: this script with ``--only original``,
 and ``python -m kdteach reproduce --no-cache``. The report gives the median over repeats with
 the spread, and how busy the rest of the machine was during every timed part. Test MSEs are
 printed only to show that both sides learned; at a reduced ``--scale`` they are not the
@@ -301,14 +301,15 @@ def kdteach_experiment(runs: int, epochs_teacher: int, epochs_student: int, devi
 def interleaving(overlap: bool) -> tuple:
     """The stages in groups: one side runs a whole group, then the other side runs it.
     Stage by stage, unless kdteach overlaps its work: its part 1 returns while its experts
-    still train alongside, and part 2 starts part 4's students, so its four parts go
-    together."""
+    still train alongside, part 2 starts part 3 and part 3 part 4's students, so its four
+    parts go together."""
     return (tuple(STAGES),) if overlap else tuple((stage,) for stage in STAGES)
 
 
 def run_kdteach_stage(exp, stage: str, overlap: bool) -> None:
     """One kdteach stage as ``python -m kdteach reproduce`` runs it: with ``overlap``, part 1
-    starts the expert teachers in a second thread and part 2 starts part 4's students. The
+    starts the expert teachers in a second thread, part 2 starts part 3 there and part 3
+    starts part 4's students (:func:`kdteach.protocol.overlap.start_alongside`). The
     global RNG is left as it was, so the interleaved original baseline draws the same
     shuffles it would draw alone."""
     with torch.random.fork_rng(devices=[]):
@@ -423,9 +424,9 @@ def run_benchmark(runs: int = 5, epochs_teacher: int = 70, epochs_student: int =
     {stage: s}}, "load": {side: {stage: other_load}}, "mse": {side: {model: [per run]}}}``.
 
     ``overlap`` (default: as ``python -m kdteach reproduce`` decides for this machine):
-    kdteach trains its expert teachers alongside part 1 and part 4's students alongside
-    parts 2 and 3, with one intra-op thread for all its stages; its parts 2 and 4 then
-    count the wait for them."""
+    kdteach trains its expert teachers alongside part 1, part 3 alongside part 2 and part 4's
+    students while part 3 is waited for, with one intra-op thread for all its stages; its
+    parts 2, 3 and 4 then count the wait for them."""
     from kdteach.__main__ import overlap_teachers
     from kdteach.core.data import make_dataset
     from kdteach.core.resources import intra_op_threads

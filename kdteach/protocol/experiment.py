@@ -21,16 +21,14 @@ import time
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from kdteach.core.data import Dataset, dataset_for, fresh_inputs, validation_split
 from kdteach.core.models import MLP, StudentNet
-from kdteach.core.resources import intra_op_threads
 from kdteach.core.train import evaluate
+from kdteach.protocol import overlap
 from kdteach.protocol import stages as stage_table
 from kdteach.protocol.cache import NotCached, as_cache
 from kdteach.protocol.keys import students_key, teacher_key
-from kdteach.protocol.overlap import Background, start_alongside
 from kdteach.protocol.recipes import TEACHER_KINDS, StudentJob, check_teacher_kind
 from kdteach.protocol.results import StageResult, TrainedStudents
 from kdteach.protocol.seeds import blank_student, initial_teacher
@@ -61,8 +59,8 @@ class Experiment:
         self._data: Dataset | None = None
         self._teachers: dict = {}  # kind → [net per run]
         self._teacher_histories: dict = {}  # kind → long history
-        self._pending: dict = {}  # ("teachers", kind) or ("students", part) → Background
-        self._building: dict = {}  # the same keys → the lock held by the one thread building
+        self._alongside = overlap.Alongside()  # what second threads are getting
+        self._building: dict = {}  # ("teachers", kind) etc. → the lock of the one building it
         self._stages: dict[str, StageResult] = {}
 
     # -- the data --------------------------------------------------------------------
@@ -104,7 +102,7 @@ class Experiment:
         run: from the cache when every run is there, else all runs trained together (the same
         numbers as a clean run, to the bit) and stored. If
         :meth:`teachers_in_background` is getting them, waits for it."""
-        self._join(("teachers", kind))  # any thread may wait; the teachers are then memoised
+        self._alongside.join(("teachers", kind))  # any thread may wait; then memoised
         return self._get_teachers(kind)
 
     def has_teachers(self, kind: str) -> bool:
@@ -118,30 +116,23 @@ class Experiment:
         self.teachers(kind)
         return self._teacher_histories[kind]
 
-    def teachers_in_background(self, kind: str) -> None:
-        """Start getting the teachers of ``kind`` (from the cache, or trained) in a second
-        thread, so that other work can go on meanwhile; ``teachers(kind)`` waits for them and
-        re-raises any error. Each model is trained as it would be in this thread."""
-        if kind in self._teachers or ("teachers", kind) in self._pending:
-            return
-        check_teacher_kind(kind)
-        self.data  # noqa: B018 -- built once, before a second thread reads it
-        self._pending[("teachers", kind)] = Background(
-            lambda stop: self._get_teachers(kind, stop))
-
-    def _join(self, what: tuple):
-        """Wait for the work on ``what`` started in the second thread, if any; its result.
-        It is forgotten only once it has finished, so a second waiter waits for it too."""
-        pending = self._pending.get(what)
-        if pending is None:
-            return None
-        result = pending.join()
-        self._pending.pop(what, None)
-        return result
+    def teachers_in_background(self, *kinds: str) -> None:
+        """Start getting the teachers of each of ``kinds`` (from the cache, or trained), one
+        kind after the other, in one second thread, so that other work goes on meanwhile;
+        ``teachers(kind)`` waits for that thread and re-raises any error. Each model is
+        trained as it would be in this thread."""
+        for kind in kinds:
+            check_teacher_kind(kind)
+        kinds = [kind for kind in kinds
+                 if kind not in self._teachers and ("teachers", kind) not in self._alongside]
+        if kinds:
+            self.data  # noqa: B018 -- built once, before a second thread reads it
+            self._alongside.start([("teachers", kind) for kind in kinds],
+                                  lambda stop: [self._get_teachers(kind, stop) for kind in kinds])
 
     def _lock(self, what: tuple) -> threading.Lock:
         """The lock that lets one thread at most build ``what``; the others wait for it."""
-        return self._building.setdefault(what, threading.Lock())
+        return self._building.setdefault(what, threading.RLock())
 
     def _get_teachers(self, kind: str, stop: threading.Event | None = None) -> list[MLP]:
         check_teacher_kind(kind)
@@ -165,7 +156,7 @@ class Experiment:
             # every run trained again, together, as in a clean run: a stack of fewer runs
             # takes other matmul kernels and would round differently
             runs = list(range(n_runs))
-            trained, frame = train_teachers(self, kind, runs, stop)
+            trained, frame = train_teachers(self, kind, runs, self._alongside.stop_event(stop))
             for run, net in zip(runs, trained):
                 own = frame[frame["run"] == run + 1].reset_index(drop=True)
                 payload = {"state": cpu_state(net),
@@ -187,18 +178,29 @@ class Experiment:
         ``stop_epochs={job name: [epochs per run]}`` trains each model for its own number
         of epochs instead. If :meth:`students_in_background` is training ``part``, waits
         for it."""
-        if ("students", part) in self._pending:  # started with the table's jobs of the part
-            return self._join(("students", part))
+        if ("students", part) in self._alongside:  # started with the table's jobs of the part
+            return self._alongside.join(("students", part))
         return self._get_students(part, jobs, X, y, epochs, stopping, stop_epochs=stop_epochs)
 
     def students_in_background(self, stage: str) -> None:
         """Start training the students of ``stage`` (its jobs in the stage table, on the
         training set, as the stage itself would) in a second thread; the stage waits."""
         jobs = stage_table.stage(stage).jobs(self.settings)
-        if stage not in self._stages and ("students", stage) not in self._pending:
+        if stage not in self._stages and ("students", stage) not in self._alongside:
             self.data  # noqa: B018 -- built once, before a second thread reads it
-            self._pending[("students", stage)] = Background(
-                lambda stop: self._get_students(stage, jobs, stop=stop))
+            self._alongside.start([("students", stage)],
+                                  lambda stop: self._get_students(stage, jobs, stop=stop))
+
+    def stage_in_background(self, name: str) -> None:
+        """Start running the stage ``name`` (and the stages it depends on) in a second thread;
+        ``run(name)`` waits for it and re-raises any error. For a lesson's long stage, so
+        that it trains while the cells before it run and are read; every model is trained
+        as it would be in this thread, so the numbers are the same."""
+        stage_table.stage(name)
+        if name not in self._stages and ("stage", name) not in self._alongside:
+            self.data  # noqa: B018 -- built once, before a second thread reads it
+            self._alongside.start([("stage", name)],
+                                  lambda stop: self._alongside.stage_until(self.run, name, stop))
 
     def _get_students(self, part, jobs, X=None, y=None, epochs=None, stopping=None,
                       stop: threading.Event | None = None, stop_epochs=None) -> TrainedStudents:
@@ -223,8 +225,8 @@ class Experiment:
             return TrainedStudents(models, pd.DataFrame(payload["history"]),
                                    payload.get("best_epochs") or {})
         self.check_may_train(f"the students of {part}")
-        trained = train_students(self, jobs, teachers, X, y, epochs, stopping, stop,
-                                 stop_epochs)
+        trained = train_students(self, jobs, teachers, X, y, epochs, stopping,
+                                 self._alongside.stop_event(stop), stop_epochs)
         self.cache.save(f"students-{part}", key, {
             "best_epochs": trained.best_epochs,
             "states": {name: [cpu_state(net) for net in nets]
@@ -262,13 +264,16 @@ class Experiment:
         it depends on run first (each loads from the cache what it can). Lesson 01,
         section 3 runs the first one."""
         stage = stage_table.stage(name)
-        if name not in self._stages:
-            for dependency in stage.depends_on:
-                self.run(dependency)
-            start = time.perf_counter()
-            result = stage.build(self, stage)
-            self._stages[name] = dataclasses.replace(result,
-                                                     seconds=time.perf_counter() - start)
+        if self._alongside.elsewhere(("stage", name)):  # started by stage_in_background
+            return self._alongside.join(("stage", name))
+        with self._lock(("stage", name)):  # one thread builds it; another waits, then reads
+            if name not in self._stages:
+                for dependency in stage.depends_on:
+                    self.run(dependency)
+                start = time.perf_counter()
+                result = stage.build(self, stage)
+                self._stages[name] = dataclasses.replace(result,
+                                                         seconds=time.perf_counter() - start)
         return self._stages[name]
 
     def cached(self, name: str) -> StageResult | None:
@@ -277,8 +282,7 @@ class Experiment:
         a lesson shows only when someone has already paid for it (lesson 05's full grid)."""
         if name in self._stages:
             return self._stages[name]
-        for pending in list(self._pending):
-            self._join(pending)  # nothing trains in a second thread while this only loads
+        self._alongside.join_all()  # nothing trains in a second thread while this only loads
         may_train, self.may_train = self.may_train, False
         try:
             return self.run(name)
@@ -297,34 +301,18 @@ class Experiment:
         """Every stage in order, with a progress bar over the stages.
 
         ``overlap_teachers=True``: train the expert teachers in a second thread while part 1
-        (standard teachers and their students) runs, then part 4's students in a second
-        thread while parts 2 and 3 run (:func:`kdteach.protocol.overlap.start_alongside`),
-        and run every stage with one intra-op thread. Each model is trained exactly as
+        (standard teachers and their students) runs, part 3 in a second thread while part 2
+        runs, and part 4's students while part 3 is waited for
+        (:func:`kdteach.protocol.overlap.start_alongside`), with one intra-op thread for
+        every stage. Each model is trained exactly as
         without overlap at one thread, so the numbers are the one-thread numbers; on a
         machine with two free cores the work takes about the time of the longer thread.
         ``StageResult.seconds`` of parts 2 and 4 then count only the wait for what was
-        trained alongside, not its whole training.
+        trained alongside, not its whole training; that of part 3 is its own time in the
+        second thread.
         """
-        if not overlap_teachers:
-            return self._run_stages(stages)
-        with intra_op_threads(1):
-            try:
-                return self._run_stages(stages, overlap=True)
-            except BaseException:
-                self.cancel_background()  # no training left running behind an error
-                raise
+        return overlap.reproduce(self, stages, overlap_teachers)
 
     def cancel_background(self) -> None:
         """Stop every training started in a second thread and wait for it."""
-        while self._pending:
-            self._pending.popitem()[1].cancel()
-
-    def _run_stages(self, stages, overlap: bool = False) -> dict[str, StageResult]:
-        out = {}
-        bar = tqdm(stages, desc="stages", disable=not self.progress)
-        for name in bar:
-            if overlap:
-                start_alongside(self, name, stages)
-            bar.set_postfix_str(name)
-            out[name] = self.run(name)
-        return out
+        self._alongside.cancel_all()

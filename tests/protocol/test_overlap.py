@@ -84,3 +84,69 @@ def test_students_trained_in_background_are_used_by_their_stage(monkeypatch):
     assert calls.count("gradient_regularisation") == 1  # trained once, in the background
     foreground = Experiment(tiny(), cache=False, progress=False).run("gradient_regularisation")
     assert background.results == foreground.results
+
+
+def test_two_kinds_of_teachers_in_one_background_thread():
+    exp = Experiment(tiny(), cache=False, progress=False)
+    exp.teachers_in_background("regularised", "expert_fit")
+    pending = exp._alongside._pending  # one thread gets both kinds
+    assert pending[("teachers", "regularised")] is pending[("teachers", "expert_fit")]
+    fit = exp.teachers("expert_fit")
+    regularised = exp.teachers("regularised")
+    alone = Experiment(tiny(), cache=False, progress=False)
+    for kind, nets in (("expert_fit", fit), ("regularised", regularised)):
+        for a, b in zip(nets, alone.teachers(kind)):
+            assert close_weights(a, b, atol=0.0)
+    with pytest.raises(ValueError, match="unknown teacher kind"):
+        exp.teachers_in_background("expert", "giant")
+    assert ("teachers", "expert") not in exp._alongside  # a bad name starts nothing
+
+
+def _spy_trainings(monkeypatch):
+    from kdteach.protocol import training
+
+    labels = []
+    real = training.train_many
+
+    def spy(nets, *args, **kwargs):
+        labels.append(tuple(kwargs["labels"]))  # one entry per training
+        return real(nets, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_many", spy)
+    return labels
+
+
+def test_a_stage_in_background_is_the_stage_run_in_the_foreground(monkeypatch):
+    labels = _spy_trainings(monkeypatch)
+    exp = Experiment(tiny(), cache=False, progress=False)
+    exp.stage_in_background("fresh_inputs_teacher")
+    exp.stage_in_background("fresh_inputs_teacher")  # already under way: nothing new starts
+    exp.run("standard_teacher")  # meanwhile, a dependency of it: built once, by one thread
+    background = exp.run("fresh_inputs_teacher")
+    assert ("stage", "fresh_inputs_teacher") not in exp._alongside
+    in_background, labels[:] = sorted(labels), []
+    foreground = Experiment(tiny(), cache=False, progress=False).run("fresh_inputs_teacher")
+    assert in_background == sorted(labels)  # the same trainings, none twice
+    assert background.results == foreground.results
+    with pytest.raises(ValueError, match="unknown stage"):
+        exp.stage_in_background("no_such_stage")
+
+
+def test_an_error_in_a_stage_in_background_reaches_run(monkeypatch):
+    failing = dataclasses.replace(stages.STAGES["standard_teacher"], build=lambda exp, stage: (
+        _ for _ in ()).throw(RuntimeError("part 1 failed")))
+    monkeypatch.setitem(stages.STAGES, "standard_teacher", failing)
+    exp = Experiment(tiny(), cache=False, progress=False)
+    exp.stage_in_background("standard_teacher")
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        exp.run("standard_teacher")
+
+
+def test_a_stage_in_background_stops_when_cancelled():
+    import threading
+
+    exp = Experiment(tiny(epochs_teacher=10_000), cache=False, progress=False)
+    exp.stage_in_background("standard_teacher")  # minutes of teacher training
+    exp.cancel_background()  # would wait minutes if the training did not stop
+    assert not [t for t in threading.enumerate() if t.name == "kdteach-alongside"]
+    assert "teacher" not in exp._teachers and "standard_teacher" not in exp.completed
