@@ -711,8 +711,8 @@ def kdteach_threads_note(device: str = "cpu") -> str:
     from kdteach.protocol.settings import get_settings
 
     if overlap_teachers(get_settings("full", device=device)):
-        return ("one intra-op thread, expert teachers trained alongside part 1, part 4's "
-                "students alongside parts 2-3")
+        return ("one intra-op thread, expert teachers trained alongside part 1, part 3 "
+                "alongside part 2, part 4's students while part 3 is waited for")
     return f"{torch.get_num_threads()} intra-op thread(s), one stage after another"
 
 
@@ -759,8 +759,8 @@ def main(argv=None, read_stat=read_proc_stat) -> dict:
     print(f"median of {args.repeat} interleaved repeat(s), with the spread (min–max):")
     print(format_times(summary))
     if repeats[0]["overlap"]:
-        print("(kdteach's parts 2 and 4 count only the wait for what trained alongside parts 1 "
-              "and 2-3: compare the sums, not the stages)")
+        print("(kdteach's parts 2, 3 and 4 count only the wait for what trained alongside the "
+              "part before: compare the sums, not the stages)")
     if summary["ratios"]:
         ratios = summary["ratios"]
         text = f"original/kdteach: sum of the stages {ratios['total']:.1f}×"
