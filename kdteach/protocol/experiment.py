@@ -130,7 +130,7 @@ class Experiment:
             self._alongside.start([("teachers", kind) for kind in kinds],
                                   lambda stop: [self._get_teachers(kind, stop) for kind in kinds])
 
-    def _lock(self, what: tuple) -> threading.Lock:
+    def _lock(self, what: tuple) -> threading.RLock:
         """The lock that lets one thread at most build ``what``; the others wait for it."""
         return self._building.setdefault(what, threading.RLock())
 
