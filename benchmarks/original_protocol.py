@@ -25,7 +25,10 @@ as fresh processes, start-up, imports and writing included: this script with ``-
 and ``python -m kdteach reproduce --no-cache``. The report gives the median over repeats with
 the spread, and how busy the rest of the machine was during every timed part. Test MSEs are
 printed only to show that both sides learned; at a reduced ``--scale`` they are not the
-original's numbers.
+original's numbers. Last, the protocol's arithmetic floor on this machine
+(``step_rates.arithmetic_floor``: its training steps' matrix products alone, at
+``torch.bmm``'s best rate, on every core) is printed beside the original loop's time: their
+ratio is the most any version could gain over the original loop here (``--no-floor``: skip).
 
     python benchmarks/original_protocol.py                 # 1/10 of the original's epochs, 5 runs
     python benchmarks/original_protocol.py --scale 1 --repeat 1   # the original's 700/600 epochs
@@ -656,6 +659,30 @@ def format_mse(mse: dict) -> str:
     return "\n".join(lines)
 
 
+def step_rates():
+    """``benchmarks/step_rates.py``, the script beside this one, as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_step_rates",
+                                                  Path(__file__).with_name("step_rates.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def protocol_floor(runs: int, epochs_teacher: int, epochs_student: int) -> dict:
+    """The arithmetic floor (``step_rates.arithmetic_floor``) of the protocol at these
+    settings on this machine's usable cores."""
+    from kdteach.core.data import make_dataset
+    from kdteach.core.resources import usable_cpus
+
+    rates = step_rates()
+    epochs = rates.protocol_network_epochs(runs, epochs_teacher, epochs_student,
+                                           len(GRID_WEIGHTS))
+    return rates.arithmetic_floor(epochs, len(make_dataset().X_train), usable_cpus(),
+                                  BATCH_SIZE)
+
+
 def check_device(device: str, cuda_available=None) -> None:
     cuda_available = cuda_available or torch.cuda.is_available
     if device == "cuda" and not cuda_available():
@@ -679,6 +706,10 @@ def parse_args(argv=None):
                         "median and the spread (default 3)")
     p.add_argument("--whole-process", action=argparse.BooleanOptionalAction, default=True,
                    help="also time each side as a fresh process in every repeat (default: yes)")
+    p.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time torch.bmm at each network's shapes and print the "
+                        "protocol's arithmetic floor beside the original loop (CPU only; "
+                        "default: yes)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = p.parse_args(argv)
     if args.runs < 1 or args.repeat < 1:
@@ -767,6 +798,10 @@ def main(argv=None, read_stat=read_proc_stat) -> dict:
         if "whole_process" in ratios:
             text += f", whole process {ratios['whole_process']:.1f}×"
         print(text + " (ratios of the medians)")
+    floor = None
+    if args.floor and args.device == "cpu" and "original" in sides:
+        floor = protocol_floor(args.runs, args.epochs_teacher, args.epochs_student)
+        print(step_rates().format_floor(floor, summary["total"]["original"]["median"]))
     print()
     print(format_mse(figures["mse"]))
     print()
@@ -797,6 +832,7 @@ def main(argv=None, read_stat=read_proc_stat) -> dict:
                     "load_before": load_before, "load_after": load_after},
         "seconds": median_seconds(summary),
         "summary": summary,
+        "floor": floor,
         "mse": figures["mse"],
         "repeats": repeats,
         "load_warnings": warnings,

@@ -20,6 +20,13 @@ masks cost a step is the difference to "none".
 ``--profile PATH`` also writes a ``torch.profiler`` table of each stack's step (as trained)
 to PATH: where the time goes, operator by operator.
 
+``--floor`` also prints the original protocol's arithmetic floor on this machine: its
+training steps' matrix products alone (700/600 epochs, 5 runs, 1600 samples an epoch) at
+the best one-thread ``torch.bmm`` rate at each kind's shapes, spread over every core with
+nothing else to do. No version that trains the same networks on the same samples can be
+faster, so the original loop's time over it bounds what any rewrite can gain here.
+``benchmarks/original_protocol.py`` prints it beside the original loop's time of the same run.
+
 Measure on an idle machine and compare numbers from one run only.
 """
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import sys
 
@@ -35,7 +43,7 @@ import torch
 from torch.utils import benchmark
 
 from kdteach.core.losses import mse
-from kdteach.core.resources import intra_op_threads
+from kdteach.core.resources import intra_op_threads, usable_cpus
 from kdteach.core.stacked import (
     PrefetchedDropout,
     StackedMLP,
@@ -120,6 +128,14 @@ def step_function(stack: StackedMLP, batch: int):
     return step
 
 
+def full_n_train() -> int:
+    """The training inputs of the original's split (2000 samples, 20 % held out: 1600)."""
+    from kdteach.protocol.settings import get_settings
+
+    s = get_settings("full")
+    return s.n_samples - math.ceil(s.n_samples * s.test_size)
+
+
 def step_seconds(stack: StackedMLP, batch: int, min_run_time: float, threads: int) -> float:
     """Median seconds of one full training step of the stack on one batch."""
     return _median_seconds("step()", min_run_time, threads,
@@ -191,6 +207,67 @@ def measure(kinds=KINDS, runs: int = 5, batch: int = 128, min_run_time: float = 
     return rows
 
 
+# ------------------------------------------------------------------ the protocol's floor
+
+# students per run: scratch and distilled (part 1), from the expert (part 2), one per grid
+# point (part 3), L_GR (part 4)
+STUDENTS_PER_RUN_BESIDE_THE_GRID = 4
+
+
+def protocol_network_epochs(runs: int = 5, epochs_teacher: int = 700,
+                            epochs_student: int = 600, grid_points: int = 5) -> dict[str, int]:
+    """How many network-epochs of each kind the original protocol trains (700/600 epochs
+    and 5 runs are the original's)."""
+    return {"teacher": runs * epochs_teacher, "expert": runs * epochs_teacher,
+            "student": runs * (STUDENTS_PER_RUN_BESIDE_THE_GRID + grid_points) * epochs_student}
+
+
+def best_bmm_rate(kind: str, batch: int, stacks, min_run_time: float) -> float:
+    """FLOP/s: the fastest rate ``torch.bmm`` reaches at one thread on a kind's layer
+    shapes, over the stack sizes tried."""
+    rates = []
+    for n_models in stacks:
+        stack = stack_of(kind, n_models)
+        rates.append(step_flops(stack, batch) / bmm_seconds(stack, batch, min_run_time, 1))
+    return max(rates)
+
+
+def arithmetic_floor(network_epochs: dict[str, int], n_train: int, cores: int,
+                     batch: int = 128, stacks=(5, 25), min_run_time: float = 0.5) -> dict:
+    """A lower bound on the seconds that the training steps in ``network_epochs`` take on this
+    machine, whatever the implementation: each network-epoch is ``n_train`` samples through
+    three matrix products per layer (``step_flops``), at the best one-thread ``torch.bmm``
+    rate found for its kind (over ``stacks``), with every core busy all the time. It leaves
+    out everything but those products (activations, losses, Adam, dropout, the teachers'
+    predictions, the input-derivative terms' extra products), so no version that trains the
+    same networks on the same samples in float32 can be faster."""
+    kinds = {}
+    for kind, epochs in network_epochs.items():
+        flop = epochs * n_train * step_flops(stack_of(kind, 1), 1)
+        rate = best_bmm_rate(kind, batch, stacks, min_run_time)
+        kinds[kind] = {"network_epochs": epochs, "tflop": flop / 1e12,
+                       "bmm_gflops": rate / 1e9, "core_seconds": flop / rate}
+    core_seconds = sum(k["core_seconds"] for k in kinds.values())
+    return {"kinds": kinds, "n_train": n_train, "batch": batch, "stacks": list(stacks),
+            "cores": cores, "core_seconds": core_seconds, "seconds": core_seconds / cores}
+
+
+def format_floor(floor: dict, original_seconds: float | None = None) -> str:
+    lines = [f"arithmetic floor: {floor['n_train']} samples an epoch, three products per layer "
+             f"at torch.bmm's best one-thread rate (stacks of "
+             f"{' or '.join(map(str, floor['stacks']))}, batch {floor['batch']})"]
+    for kind, k in floor["kinds"].items():
+        lines.append(f"  {kind:<8}{k['network_epochs']:>7} network-epochs {k['tflop']:>7.2f} TFLOP"
+                     f" at {k['bmm_gflops']:>5.1f} GFLOP/s = {k['core_seconds']:>6.1f} core-s")
+    lines.append(f"  {floor['core_seconds']:.1f} core-s over {floor['cores']} core(s): "
+                 f"at least {floor['seconds']:.1f} s for any version")
+    if original_seconds is not None:
+        lines.append(f"  original loop {original_seconds:.1f} s / floor {floor['seconds']:.1f} s "
+                     f"= {original_seconds / floor['seconds']:.1f}×: the most that any version "
+                     f"training the same networks could gain on this machine now")
+    return "\n".join(lines)
+
+
 def mask_shares(rows: list[dict]) -> dict:
     """For each stack with dropout: the share of its step that drawing the masks costs,
     drawn ahead and inline (against the same step with no masks drawn)."""
@@ -225,6 +302,9 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--profile", metavar="PATH",
                    help="also write torch.profiler's table of each step to this text file")
+    p.add_argument("--floor", action="store_true",
+                   help="also print the original protocol's arithmetic floor on this machine "
+                        "(700/600 epochs, 5 runs)")
     args = p.parse_args(argv)
     if args.runs < 1 or args.batch < 1 or args.threads < 1 or args.min_run_time <= 0:
         p.error("--runs, --batch and --threads must be >= 1 and --min-run-time > 0")
@@ -238,6 +318,9 @@ def main(argv=None) -> list[dict]:
     else:
         rows = measure(args.kinds, args.runs, args.batch, args.min_run_time, args.threads)
     print(table(rows))
+    if args.floor:
+        print(format_floor(arithmetic_floor(protocol_network_epochs(), full_n_train(),
+                                            usable_cpus(), args.batch)))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:

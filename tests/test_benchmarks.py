@@ -76,7 +76,7 @@ def test_interleaved_repeats_report_medians_spreads_and_a_busy_machine(original_
                                                                         tmp_path, capsys):
     path = tmp_path / "bench.json"
     out = original_protocol.main(["--scale", "0.0015", "--runs", "2", "--repeat", "2",
-                                  "--no-whole-process", "--json", str(path)],
+                                  "--no-whole-process", "--no-floor", "--json", str(path)],
                                  read_stat=busy_machine_stat())
     assert out["settings"]["epochs_teacher"] == out["settings"]["epochs_student"] == 1
     assert len(out["repeats"]) == 2
@@ -98,6 +98,7 @@ def test_interleaved_repeats_report_medians_spreads_and_a_busy_machine(original_
     assert ratios["total"] == pytest.approx(
         summary["total"]["original"]["median"] / summary["total"]["kdteach"]["median"])
     assert "whole_process" not in ratios and summary["whole_process"] is None
+    assert out["floor"] is None  # --no-floor
     # every timed part ran beside 1000 s a second of other work: each one is named
     assert len(out["load_warnings"]) == 2 * 2 * len(original_protocol.STAGES)
     assert all(r["load"]["kdteach"]["grid_search"]["other_cores"] > 100 for r in out["repeats"])
@@ -125,6 +126,10 @@ def test_whole_processes_are_timed_beside_the_stages(original_protocol, capsys):
         whole["seconds"]["original"] / whole["seconds"]["kdteach"])
     printed = capsys.readouterr().out
     assert "whole process" in printed and "whole process " in printed.split("original/kdteach:")[-1]
+    # the floor of these settings, beside the original loop's time of this run
+    floor = out["floor"]
+    assert floor["kinds"]["student"]["network_epochs"] == 2 * 9 * 1
+    assert f"original loop {out['summary']['total']['original']['median']:.1f} s" in printed
 
 
 def test_the_load_of_other_processes_is_the_machines_minus_our_own(original_protocol):
@@ -203,6 +208,25 @@ def test_step_rates_count_three_products_per_layer_and_report_every_kind(tmp_pat
     assert json.loads(path.read_text()) == rows
     with pytest.raises(SystemExit):
         rates.main(["--runs", "0"])
+
+
+def test_the_arithmetic_floor_counts_every_training_step_of_the_protocol(capsys):
+    rates = load("step_rates")
+    # the original's 5 runs: 5 teachers and 5 experts of 700 epochs, 9 students a run of 600
+    epochs = rates.protocol_network_epochs()
+    assert epochs == {"teacher": 3500, "expert": 3500, "student": 5 * 9 * 600}
+    floor = rates.arithmetic_floor({"teacher": 2, "student": 3}, n_train=100, cores=2,
+                                   batch=8, stacks=(1, 2), min_run_time=0.01)
+    teacher, student = floor["kinds"]["teacher"], floor["kinds"]["student"]
+    per_sample = 6 * (10 * 256 + 256 * 256 + 256 * 128 + 128 * 64 + 64)
+    assert teacher["tflop"] * 1e12 == pytest.approx(2 * 100 * per_sample)
+    assert student["tflop"] * 1e12 == pytest.approx(3 * 100 * 6 * (640 + 4096 + 2048 + 32))
+    for k in (teacher, student):
+        assert k["core_seconds"] == pytest.approx(k["tflop"] * 1e3 / k["bmm_gflops"])
+    assert floor["seconds"] == pytest.approx((teacher["core_seconds"]
+                                              + student["core_seconds"]) / 2)
+    text = rates.format_floor(floor, original_seconds=10 * floor["seconds"])
+    assert "over 2 core(s)" in text and "= 10.0×" in text
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ checkpoint cache, and the one way to run a stage (:meth:`Experiment.run`).
 What the stages are is the table of :mod:`kdteach.protocol.stages`; where every random
 number comes from, :mod:`kdteach.protocol.seeds`. Each stage runs on its own: the teachers
 and earlier stages it needs are loaded from the cache, or trained again (with progress
-bars) when missing. Every training records the test MSE after each epoch beside its loss
+bars) when missing (:mod:`kdteach.protocol.checkpoints`). Every training records the test MSE after each epoch beside its loss
 terms (term ``"heldout"`` of the history): a diagnostic that is only looked at, never used
 to choose anything.
 """
@@ -25,20 +25,14 @@ import torch
 from kdteach.core.data import Dataset, dataset_for, fresh_inputs, validation_split
 from kdteach.core.models import MLP, StudentNet
 from kdteach.core.train import evaluate
-from kdteach.protocol import overlap
+from kdteach.protocol import checkpoints, overlap
 from kdteach.protocol import stages as stage_table
 from kdteach.protocol.cache import NotCached, as_cache
-from kdteach.protocol.keys import students_key, teacher_key
-from kdteach.protocol.recipes import TEACHER_KINDS, StudentJob, check_teacher_kind
+from kdteach.protocol.keys import teacher_key
+from kdteach.protocol.recipes import StudentJob, check_teacher_kind
 from kdteach.protocol.results import StageResult, TrainedStudents
-from kdteach.protocol.seeds import blank_student, initial_teacher
+from kdteach.protocol.seeds import blank_student
 from kdteach.protocol.settings import Settings, get_settings
-from kdteach.protocol.training import train_students, train_teachers
-
-
-def cpu_state(net) -> dict:
-    """A detached CPU copy of a network's weights, as the cache stores them."""
-    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
 
 class Experiment:
@@ -138,33 +132,10 @@ class Experiment:
         check_teacher_kind(kind)
         with self._lock(("teachers", kind)):
             if kind not in self._teachers:
-                self._load_or_train_teachers(kind, stop)
+                nets, history = checkpoints.load_or_train_teachers(
+                    self, kind, self._alongside.stop_event(stop))
+                self._teachers[kind], self._teacher_histories[kind] = nets, history
             return self._teachers[kind]
-
-    def _load_or_train_teachers(self, kind: str, stop: threading.Event | None) -> None:
-        n_runs, n_feat = self.settings.n_runs, self.settings.n_features
-        nets: list = [None] * n_runs
-        frames: list = [None] * n_runs
-        for run in range(n_runs):  # the cached runs
-            payload = self.cache.load(f"{kind}-run{run}", teacher_key(self.settings, kind, run))
-            if payload is not None:
-                net = initial_teacher(kind, run, n_feat).to(self.device)
-                net.load_state_dict(payload["state"])
-                nets[run], frames[run] = net.eval(), pd.DataFrame(payload["history"])
-        if any(net is None for net in nets):
-            self.check_may_train(f"the {TEACHER_KINDS[kind]} of every run")
-            # every run trained again, together, as in a clean run: a stack of fewer runs
-            # takes other matmul kernels and would round differently
-            runs = list(range(n_runs))
-            trained, frame = train_teachers(self, kind, runs, self._alongside.stop_event(stop))
-            for run, net in zip(runs, trained):
-                own = frame[frame["run"] == run + 1].reset_index(drop=True)
-                payload = {"state": cpu_state(net),
-                           "history": {c: own[c].tolist() for c in own.columns}}
-                self.cache.save(f"{kind}-run{run}", teacher_key(self.settings, kind, run), payload)
-                nets[run], frames[run] = net, own
-        self._teachers[kind] = nets
-        self._teacher_histories[kind] = pd.concat(frames, ignore_index=True)
 
     # -- students --------------------------------------------------------------------
 
@@ -204,36 +175,13 @@ class Experiment:
 
     def _get_students(self, part, jobs, X=None, y=None, epochs=None, stopping=None,
                       stop: threading.Event | None = None, stop_epochs=None) -> TrainedStudents:
-        with self._lock(("students", part)):
-            return self._load_or_train_students(part, jobs, X, y, epochs, stopping, stop,
-                                                stop_epochs)
-
-    def _load_or_train_students(self, part, jobs, X, y, epochs, stopping, stop,
-                                stop_epochs=None) -> TrainedStudents:
         X = self.data.X_train if X is None else X
         y = self.data.y_train if y is None else y
         epochs = self.settings.epochs_student if epochs is None else epochs
-        # the teachers first: the key records their weights, so new teachers mean new students
-        teachers = {kind: self.teachers(kind)
-                    for kind in sorted({job.teacher for job in jobs if job.teacher})}
-        key = students_key(self.settings, part, jobs, X, y, epochs, stopping, teachers,
-                           stop_epochs)
-        payload = self.cache.load(f"students-{part}", key)
-        if payload is not None:
-            models = {name: [self.student_from_state(state) for state in states]
-                      for name, states in payload["states"].items()}
-            return TrainedStudents(models, pd.DataFrame(payload["history"]),
-                                   payload.get("best_epochs") or {})
-        self.check_may_train(f"the students of {part}")
-        trained = train_students(self, jobs, teachers, X, y, epochs, stopping,
-                                 self._alongside.stop_event(stop), stop_epochs)
-        self.cache.save(f"students-{part}", key, {
-            "best_epochs": trained.best_epochs,
-            "states": {name: [cpu_state(net) for net in nets]
-                       for name, nets in trained.models.items()},
-            "history": {c: trained.history[c].tolist() for c in trained.history.columns},
-        })
-        return trained
+        with self._lock(("students", part)):
+            return checkpoints.load_or_train_students(
+                self, part, jobs, X, y, epochs, stopping, self._alongside.stop_event(stop),
+                stop_epochs)
 
     def check_may_train(self, what: str) -> None:
         """Go on to train ``what``, or raise NotCached when this experiment only loads."""

@@ -1,5 +1,6 @@
 """How the protocol calls the engine: one stacked training for a kind of teacher, one for a
-part's students. The experiment decides what to train (and caches it); these train it."""
+part's students. The experiment decides what to train and :mod:`kdteach.protocol.checkpoints`
+caches it; these train it."""
 
 from __future__ import annotations
 

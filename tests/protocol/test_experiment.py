@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tiny_protocol import close_weights, same_weights, tiny
+from tiny_protocol import close_weights, same_weights, spy_trainings, tiny
 
 from kdteach.core.models import ExpertTeacherNet, RegularisedTeacherNet, StudentNet
 from kdteach.core.train import evaluate
@@ -29,18 +29,11 @@ from kdteach.protocol.stages import LEAKED
 
 
 def test_every_student_of_a_run_starts_from_one_state(tmp_path, monkeypatch):
-    seen = []
-    original = training.train_many
-
-    def spy(nets, *args, **kwargs):
-        if isinstance(nets[0], StudentNet):
-            seen.append(([n.state_dict() for n in nets], kwargs["labels"]))
-        return original(nets, *args, **kwargs)
-
-    monkeypatch.setattr(training, "train_many", spy)
+    seen = spy_trainings(monkeypatch)
     exp = Experiment(tiny(), cache=False, progress=False)
     exp.run("grid_search")
-    states, labels = seen[0]
+    students = [t for t in seen if isinstance(t.nets[0], StudentNet)][0]
+    states, labels = students.initial_states, students.labels
     assert len(states) == 2 * 5
     for state, label in zip(states, labels):
         run = int(label.split()[1].rstrip(":")) - 1  # labels read "run 1: <model>"
@@ -102,14 +95,7 @@ def test_a_stage_runs_alone_then_comes_from_the_cache(tmp_path, monkeypatch):
 
 def test_cached_gives_a_stage_only_when_nothing_must_train(tmp_path, monkeypatch):
     Experiment(tiny(), cache=tmp_path, progress=False).run("standard_teacher")
-    original = training.train_many
-    trained = []
-
-    def counted(nets, *args, **kwargs):
-        trained.append(kwargs.get("labels"))
-        return original(nets, *args, **kwargs)
-
-    monkeypatch.setattr(training, "train_many", counted)
+    trained = spy_trainings(monkeypatch)
     exp = Experiment(tiny(), cache=tmp_path, progress=False)
     assert exp.cached("expert_teacher") is None  # its experts are not in the cache
     assert exp.cached("standard_teacher").results == exp.run("standard_teacher").results
@@ -182,16 +168,11 @@ def test_fresh_inputs_students_take_the_same_number_of_steps(lessons, monkeypatc
     assert set(result.results) == {TEACHER, SCRATCH, names.TUNED["scratch"], DISTILLED,
                                    HP_ONLY["teacher"], FRESH["teacher"]}
     assert len(exp.fresh_inputs()) == exp.settings.fresh_factor * len(exp.data.X_train)
-    seen = {}
-    original = training.train_many
-
-    def spy(nets, X, *args, **kwargs):
-        seen[kwargs["labels"][0]] = (len(X), kwargs["num_epochs"], kwargs["batch_size"])
-        return original(nets, X, *args, **kwargs)
-
-    monkeypatch.setattr(training, "train_many", spy)
+    trainings = spy_trainings(monkeypatch)
     settings = tiny(epochs_student=10)
     Experiment(settings, cache=False, progress=False).run("fresh_inputs_teacher")
+    seen = {t.labels[0]: (len(t.X), t.kwargs["num_epochs"], t.kwargs["batch_size"])
+            for t in trainings}
     (n_only, e_only, b), (n_fresh, e_fresh, _) = (
         seen[f"run 1: {HP_ONLY['teacher']}"], seen[f"run 1: {FRESH['teacher']}"])
     assert n_fresh == 5 * n_only and e_only == 10 and e_fresh == 2

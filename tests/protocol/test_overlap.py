@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 import torch
-from tiny_protocol import close_weights, tiny
+from tiny_protocol import close_weights, spy_trainings, tiny
 
 from kdteach.protocol import stages
 from kdteach.protocol.experiment import Experiment
@@ -102,31 +102,18 @@ def test_two_kinds_of_teachers_in_one_background_thread():
     assert ("teachers", "expert") not in exp._alongside  # a bad name starts nothing
 
 
-def _spy_trainings(monkeypatch):
-    from kdteach.protocol import training
-
-    labels = []
-    real = training.train_many
-
-    def spy(nets, *args, **kwargs):
-        labels.append(tuple(kwargs["labels"]))  # one entry per training
-        return real(nets, *args, **kwargs)
-
-    monkeypatch.setattr(training, "train_many", spy)
-    return labels
-
-
 def test_a_stage_in_background_is_the_stage_run_in_the_foreground(monkeypatch):
-    labels = _spy_trainings(monkeypatch)
+    seen = spy_trainings(monkeypatch)
     exp = Experiment(tiny(), cache=False, progress=False)
     exp.stage_in_background("fresh_inputs_teacher")
     exp.stage_in_background("fresh_inputs_teacher")  # already under way: nothing new starts
     exp.run("standard_teacher")  # meanwhile, a dependency of it: built once, by one thread
     background = exp.run("fresh_inputs_teacher")
     assert ("stage", "fresh_inputs_teacher") not in exp._alongside
-    in_background, labels[:] = sorted(labels), []
+    in_background = sorted(tuple(t.labels) for t in seen)
+    seen.clear()
     foreground = Experiment(tiny(), cache=False, progress=False).run("fresh_inputs_teacher")
-    assert in_background == sorted(labels)  # the same trainings, none twice
+    assert in_background == sorted(tuple(t.labels) for t in seen)  # the same, none twice
     assert background.results == foreground.results
     with pytest.raises(ValueError, match="unknown stage"):
         exp.stage_in_background("no_such_stage")

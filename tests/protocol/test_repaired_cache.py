@@ -4,10 +4,10 @@ import shutil
 
 import pytest
 import torch
-from tiny_protocol import tiny
+from tiny_protocol import spy_trainings, tiny
 
-from kdteach.protocol import training
-from kdteach.protocol.experiment import Experiment, cpu_state
+from kdteach.protocol.checkpoints import cpu_state
+from kdteach.protocol.experiment import Experiment
 from kdteach.protocol.keys import teacher_key, weights_fingerprint
 from kdteach.protocol.names import DISTILLED_EXPERT
 from kdteach.protocol.results import merge
@@ -53,15 +53,9 @@ def test_a_different_teacher_in_the_cache_retrains_its_students(tmp_path, monkey
     payload = exp.cache.load("expert-run0", key)
     exp.cache.save("expert-run0", key, {**payload, "state": cpu_state(expert)})
     shutil.copytree(tmp_path / "clean", tmp_path / "again")
-    trained = []
-    real = training.train_many
-
-    def spy(nets, *args, **kwargs):
-        trained.extend(kwargs["labels"])
-        return real(nets, *args, **kwargs)
-
-    monkeypatch.setattr(training, "train_many", spy)
+    seen = spy_trainings(monkeypatch)
     changed = run_all(tmp_path / "clean")
+    trained = [label for t in seen for label in t.labels]
     assert f"run 1: {DISTILLED_EXPERT}" in trained  # taught by the new teacher: trained again
     assert not any("Scratch" in label or "Teacher" in label for label in trained)
     assert changed[0][DISTILLED_EXPERT]["mse"][0] != clean[0][DISTILLED_EXPERT]["mse"][0]
