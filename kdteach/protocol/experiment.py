@@ -8,9 +8,9 @@ checkpoint cache, and the one way to run a stage (:meth:`Experiment.run`).
 What the stages are is the table of :mod:`kdteach.protocol.stages`; where every random
 number comes from, :mod:`kdteach.protocol.seeds`. Each stage runs on its own: the teachers
 and earlier stages it needs are loaded from the cache, or trained again (with progress
-bars) when missing (:mod:`kdteach.protocol.checkpoints`). Every training records the test MSE after each epoch beside its loss
-terms (term ``"heldout"`` of the history): a diagnostic that is only looked at, never used
-to choose anything.
+bars) when missing (:mod:`kdteach.protocol.checkpoints`). Every training records the
+test MSE after each epoch beside its loss terms (term ``"heldout"`` of the history): a
+diagnostic that is only looked at, never used to choose anything.
 """
 
 from __future__ import annotations
