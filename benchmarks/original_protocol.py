@@ -670,13 +670,12 @@ def step_rates():
     return module
 
 
-def protocol_floor(runs: int, epochs_teacher: int, epochs_student: int) -> dict:
-    """The arithmetic floor (``step_rates.arithmetic_floor``) of the protocol at these
-    settings on this machine's usable cores."""
+def protocol_floor(rates, runs: int, epochs_teacher: int, epochs_student: int) -> dict:
+    """The arithmetic floor (``rates.arithmetic_floor``, ``rates`` the module of
+    :func:`step_rates`) of the protocol at these settings on this machine's usable cores."""
     from kdteach.core.data import make_dataset
     from kdteach.core.resources import usable_cpus
 
-    rates = step_rates()
     epochs = rates.protocol_network_epochs(runs, epochs_teacher, epochs_student,
                                            len(GRID_WEIGHTS))
     return rates.arithmetic_floor(epochs, len(make_dataset().X_train), usable_cpus(),
@@ -800,8 +799,9 @@ def main(argv=None, read_stat=read_proc_stat) -> dict:
         print(text + " (ratios of the medians)")
     floor = None
     if args.floor and args.device == "cpu" and "original" in sides:
-        floor = protocol_floor(args.runs, args.epochs_teacher, args.epochs_student)
-        print(step_rates().format_floor(floor, summary["total"]["original"]["median"]))
+        rates = step_rates()  # loaded once, for the floor and its text
+        floor = protocol_floor(rates, args.runs, args.epochs_teacher, args.epochs_student)
+        print(rates.format_floor(floor, summary["total"]["original"]["median"]))
     print()
     print(format_mse(figures["mse"]))
     print()
