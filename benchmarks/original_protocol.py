@@ -26,9 +26,10 @@ and ``python -m kdteach reproduce --no-cache``. The report gives the median over
 the spread, and how busy the rest of the machine was during every timed part. Test MSEs are
 printed only to show that both sides learned; at a reduced ``--scale`` they are not the
 original's numbers. Last, the protocol's arithmetic floor on this machine
-(``step_rates.arithmetic_floor``: its training steps' matrix products alone, at
-``torch.bmm``'s best rate, on every core) is printed beside the original loop's time: their
-ratio is the most any version could gain over the original loop here (``--no-floor``: skip).
+(``step_rates.arithmetic_floor``: its training steps' matrix products alone, at the rate
+``torch.bmm`` reaches with every core computing at once) is printed beside the original
+loop's time: their ratio is the most any version could gain over the original loop here
+(``--no-floor``: skip).
 
     python benchmarks/original_protocol.py                 # 1/10 of the original's epochs, 5 runs
     python benchmarks/original_protocol.py --scale 1 --repeat 1   # the original's 700/600 epochs
@@ -673,13 +674,11 @@ def step_rates():
 def protocol_floor(rates, runs: int, epochs_teacher: int, epochs_student: int) -> dict:
     """The arithmetic floor (``rates.arithmetic_floor``, ``rates`` the module of
     :func:`step_rates`) of the protocol at these settings on this machine's usable cores."""
-    from kdteach.core.data import make_dataset
     from kdteach.core.resources import usable_cpus
 
     epochs = rates.protocol_network_epochs(runs, epochs_teacher, epochs_student,
                                            len(GRID_WEIGHTS))
-    return rates.arithmetic_floor(epochs, len(make_dataset().X_train), usable_cpus(),
-                                  BATCH_SIZE)
+    return rates.arithmetic_floor(epochs, rates.full_n_train(), usable_cpus(), BATCH_SIZE)
 
 
 def check_device(device: str, cuda_available=None) -> None:

@@ -215,6 +215,7 @@ def test_the_arithmetic_floor_counts_every_training_step_of_the_protocol(capsys)
     # the original's 5 runs: 5 teachers and 5 experts of 700 epochs, 9 students a run of 600
     epochs = rates.protocol_network_epochs()
     assert epochs == {"teacher": 3500, "expert": 3500, "student": 5 * 9 * 600}
+    assert rates.full_n_train() == 1600  # the 2000 samples less the 20 % held out
     floor = rates.arithmetic_floor({"teacher": 2, "student": 3}, n_train=100, cores=2,
                                    batch=8, stacks=(1, 2), min_run_time=0.01)
     teacher, student = floor["kinds"]["teacher"], floor["kinds"]["student"]
@@ -222,11 +223,38 @@ def test_the_arithmetic_floor_counts_every_training_step_of_the_protocol(capsys)
     assert teacher["tflop"] * 1e12 == pytest.approx(2 * 100 * per_sample)
     assert student["tflop"] * 1e12 == pytest.approx(3 * 100 * 6 * (640 + 4096 + 2048 + 32))
     for k in (teacher, student):
+        assert k["stack"] in (1, 2)
         assert k["core_seconds"] == pytest.approx(k["tflop"] * 1e3 / k["bmm_gflops"])
+        # the machine's rate with both cores at once: wall seconds, not core-seconds
+        assert k["all_busy_seconds"] == pytest.approx(k["tflop"] * 1e3 / k["all_cores_gflops"])
     assert floor["seconds"] == pytest.approx((teacher["core_seconds"]
                                               + student["core_seconds"]) / 2)
-    text = rates.format_floor(floor, original_seconds=10 * floor["seconds"])
-    assert "over 2 core(s)" in text and "= 10.0×" in text
+    assert floor["seconds_all_busy"] == pytest.approx(teacher["all_busy_seconds"]
+                                                      + student["all_busy_seconds"])
+    text = rates.format_floor(floor, original_seconds=10 * floor["seconds_all_busy"])
+    assert "over 2 core(s)" in text and "= 10.0×" in text and "2 cores at once" in text
+
+
+def test_all_cores_rate_runs_each_cores_own_products_at_once(monkeypatch):
+    rates = load("step_rates")
+    stack = rates.stack_of("student", 2)
+    calls = []
+    real = rates.step_products
+
+    def counted(stack, batch, seed=0):
+        products = real(stack, batch, seed)
+
+        def run():
+            calls.append(seed)
+            products()
+        return run
+
+    monkeypatch.setattr(rates, "step_products", counted)
+    before = torch.get_num_threads()
+    rate = rates.all_cores_bmm_rate(stack, batch=4, cores=3, seconds=0.05)
+    assert torch.get_num_threads() == before  # restored
+    assert set(calls) == {0, 1, 2}  # each core's thread ran its own products
+    assert rate > 0
 
 
 @pytest.fixture(scope="module")
