@@ -290,21 +290,19 @@ def reproduce(settings, out: Path, args) -> int:
 
 def figures(settings, out: Path, args) -> int:
     """``python -m kdteach figures``: the lessons' figures at talk size, from the cache."""
-    from kdteach.lesson.figures import by_name, write_figures
+    from kdteach.lesson.figures import write_figures
     from kdteach.protocol.experiment import Experiment
 
-    entries = by_name(args.only)
     exp = Experiment(settings, cache=not args.no_cache, progress=not args.quiet)
     if not args.quiet:
         print(f"cache: {_folders(exp.cache)}", flush=True)
     written = write_figures(exp, out, names=args.only, progress=not args.quiet,
                             with_checks=args.with_checks)
-    drawn = {path.stem for path in written}
-    for entry in entries:
-        if entry.name not in drawn:
-            print(f"left out {entry.name}: the optional check {entry.check} is not in the "
-                  "cache (--with-checks trains it)")
-    print(f"wrote {len(written)} files ({len(drawn)} figures, PNG and SVG) to {out}/")
+    for entry in written.left_out:
+        print(f"left out {entry.name}: the optional check {entry.check} is not in the "
+              "cache (--with-checks trains it)")
+    drawn = {path.stem for path in written.paths}
+    print(f"wrote {len(written.paths)} files ({len(drawn)} figures, PNG and SVG) to {out}/")
     return 0
 
 

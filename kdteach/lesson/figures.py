@@ -250,16 +250,28 @@ def _save_atomic(fig: Figure, path: Path, fmt: str) -> None:
     write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=DPI))
 
 
+@dataclass(frozen=True)
+class WrittenFigures:
+    """What :func:`write_figures` did: the files it wrote, and the figures of optional
+    checks it left out (their stage neither cached nor asked for)."""
+
+    paths: list[Path]
+    left_out: list[TalkFigure]
+
+
 def write_figures(exp: Experiment, out, names=None, formats=FORMATS,
-                  progress: bool = True, with_checks: bool = False) -> list[Path]:
+                  progress: bool = True, with_checks: bool = False) -> WrittenFigures:
     """Draw the registry's figures (all, or those in ``names``) and write each as
-    ``out/<name>.<format>``; returns the paths written. A figure of an optional check
-    (:attr:`TalkFigure.check`) is drawn when its stage is in the cache, when it is named in
-    ``names`` or when ``with_checks``; else it is left out, as its lesson leaves it out."""
+    ``out/<name>.<format>``. A figure of an optional check (:attr:`TalkFigure.check`) is
+    drawn when its stage is in the cache, when it is named in ``names`` or when
+    ``with_checks``; else it is left out, as its lesson leaves it out."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats must be among {', '.join(FORMATS)}, got {list(formats)}")
-    entries = [e for e in by_name(names) if e.wanted(exp, with_checks or names is not None)]
+    asked = with_checks or names is not None
+    entries, left_out = [], []
+    for entry in by_name(names):
+        (entries if entry.wanted(exp, asked) else left_out).append(entry)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -272,4 +284,4 @@ def write_figures(exp: Experiment, out, names=None, formats=FORMATS,
                 written.append(path)
         finally:
             plt.close(fig)
-    return written
+    return WrittenFigures(written, left_out)

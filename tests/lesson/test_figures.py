@@ -140,6 +140,9 @@ def test_an_optional_checks_figure_is_drawn_only_when_cached_or_asked(tmp_path, 
     assert not check.wanted(empty, asked=False) and not list(tmp_path.glob("cache/*.pt"))
 
     monkeypatch.setattr(talk_figures, "FIGURES", [plain, check])
+    written = talk_figures.write_figures(empty, tmp_path / "direct", progress=False)
+    assert written.left_out == [check]  # what the command then names as left out
+    assert [p.name for p in written.paths] == ["00_target_slices.png", "00_target_slices.svg"]
     monkeypatch.setenv("KDTEACH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("KDTEACH_DEVICE", "cpu")
     assert cli.main(["figures", *TINY, "--out", str(tmp_path / "a"), "--quiet"]) == 0
