@@ -196,13 +196,13 @@ def all_cores_bmm_rate(stack: StackedMLP, batch: int, cores: int, seconds: float
     for products in works:
         products()  # warm up: first calls allocate
     counts = [0] * cores
-    start = threading.Barrier(cores + 1)
-    deadline = [0.0]
+    start = threading.Barrier(cores + 1)  # the workers and this thread, released together
 
     def worker(i: int) -> None:
         torch.set_num_threads(1)  # the thread count can be a thread's own (OpenMP)
         start.wait()
-        while time.perf_counter() < deadline[0]:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
             works[i]()
             counts[i] += 1
 
@@ -210,9 +210,8 @@ def all_cores_bmm_rate(stack: StackedMLP, batch: int, cores: int, seconds: float
     with intra_op_threads(1):
         for t in threads:
             t.start()
-        began = time.perf_counter()
-        deadline[0] = began + seconds
         start.wait()
+        began = time.perf_counter()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - began
@@ -264,15 +263,16 @@ def protocol_network_epochs(runs: int = 5, epochs_teacher: int = 700,
             "student": runs * (STUDENTS_PER_RUN_BESIDE_THE_GRID + grid_points) * epochs_student}
 
 
-def best_bmm_rate(kind: str, batch: int, stacks, min_run_time: float) -> tuple[float, int]:
+def best_bmm_rate(kind: str, batch: int, stacks, min_run_time: float
+                  ) -> tuple[float, StackedMLP]:
     """FLOP/s: the fastest rate ``torch.bmm`` reaches at one thread on a kind's layer
-    shapes, over the stack sizes tried; and the stack size that reached it."""
-    rates = {}
+    shapes, over the stack sizes tried; and the stack that reached it."""
+    rated = []
     for n_models in stacks:
         stack = stack_of(kind, n_models)
-        rates[n_models] = step_flops(stack, batch) / bmm_seconds(stack, batch, min_run_time, 1)
-    best = max(rates, key=rates.get)
-    return rates[best], best
+        rated.append((step_flops(stack, batch) / bmm_seconds(stack, batch, min_run_time, 1),
+                      stack))
+    return max(rated, key=lambda rate_stack: rate_stack[0])
 
 
 def arithmetic_floor(network_epochs: dict[str, int], n_train: int, cores: int,
@@ -292,10 +292,9 @@ def arithmetic_floor(network_epochs: dict[str, int], n_train: int, cores: int,
     kinds = {}
     for kind, epochs in network_epochs.items():
         flop = epochs * n_train * step_flops(stack_of(kind, 1), 1)
-        rate, n_models = best_bmm_rate(kind, batch, stacks, min_run_time)
-        together = all_cores_bmm_rate(stack_of(kind, n_models), batch, cores,
-                                      4 * min_run_time)
-        kinds[kind] = {"network_epochs": epochs, "tflop": flop / 1e12, "stack": n_models,
+        rate, stack = best_bmm_rate(kind, batch, stacks, min_run_time)
+        together = all_cores_bmm_rate(stack, batch, cores, 4 * min_run_time)
+        kinds[kind] = {"network_epochs": epochs, "tflop": flop / 1e12, "stack": stack.n_models,
                        "bmm_gflops": rate / 1e9, "core_seconds": flop / rate,
                        "all_cores_gflops": together / 1e9, "all_busy_seconds": flop / together}
     core_seconds = sum(k["core_seconds"] for k in kinds.values())
